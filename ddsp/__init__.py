@@ -1,0 +1,22 @@
+"""Differentiable Digital Signal Processing (DDSP) on TensorFlow / Keras 3.
+
+Modules:
+  core: pure TensorFlow functions (unit conversions, resampling, oscillators, filters, convolution).
+  processors: the `Processor` Keras layer base class and the `ProcessorGroup` DAG.
+  synths: `Harmonic`, `Sinusoidal`, `Wavetable`, `FilteredNoise`.
+  effects: `Reverb`, `ExpDecayReverb`, `FilteredNoiseReverb`, `FIRFilter`, `ModDelay`.
+  spectral_ops: STFT, mel, MFCC, loudness.
+  losses: `SpectralLoss`.
+"""
+import os as _os
+
+# Keras 3 must run on the TensorFlow backend for this library.
+_os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+
+import importlib as _importlib
+
+for _name in ('core', 'processors', 'synths', 'effects', 'spectral_ops', 'losses'):
+  if _os.path.exists(_os.path.join(_os.path.dirname(__file__), _name + '.py')):
+    globals()[_name] = _importlib.import_module('ddsp.' + _name)
+
+__version__ = '0.1.0'

@@ -1,0 +1,96 @@
+"""Losses on audio: the paper's multi-scale spectral loss (and a perceptual CREPE embedding loss)."""
+import gin
+import keras
+import tensorflow as tf
+
+from ddsp import core
+from ddsp import spectral_ops
+
+
+def mean_difference(target, value, loss_type='L1', weights=None):
+  """Mean L1 or L2 difference of two tensors (optionally weighted)."""
+  diff = target - value
+  if loss_type == 'L1':
+    diff = tf.abs(diff)
+  elif loss_type == 'L2':
+    diff = diff ** 2
+  else:
+    raise ValueError(f"`loss_type` must be 'L1' or 'L2', got {loss_type!r}.")
+  if weights is not None:
+    diff *= weights
+  return tf.reduce_mean(diff)
+
+
+@gin.register
+class SpectralLoss(keras.layers.Layer):
+  """Multi-scale spectral loss (paper): `sum_i mag_w |S_i - S'_i| + logmag_w |log S_i - log S'_i|`.
+
+  S_i are STFT magnitudes at each FFT size with 75% overlap; each term is a mean over its elements. Optional
+  terms: differences along time (`delta_time_weight`) and frequency (`delta_freq_weight`), cumulative sums over
+  frequency (`cumsum_freq_weight`, an earth-mover-like term), and the A-weighted loudness curve
+  (`loudness_weight`).
+
+  `SpectralLoss(...)(target_audio [B,N], audio [B,N]) -> scalar`.
+  """
+
+  def __init__(self, fft_sizes=(2048, 1024, 512, 256, 128, 64), loss_type='L1', mag_weight=1.0,
+               logmag_weight=1.0, delta_time_weight=0.0, delta_freq_weight=0.0, cumsum_freq_weight=0.0,
+               loudness_weight=0.0, overlap=0.75, log_eps=1e-5, sample_rate=16000, frame_rate=250,
+               name='spectral_loss', **kwargs):
+    super().__init__(name=name, **kwargs)
+    if loss_type not in ('L1', 'L2'):
+      raise ValueError(f"SpectralLoss `loss_type` must be 'L1' or 'L2', got {loss_type!r}.")
+    self.fft_sizes = tuple(int(s) for s in fft_sizes)
+    self.loss_type = loss_type
+    self.mag_weight = float(mag_weight)
+    self.logmag_weight = float(logmag_weight)
+    self.delta_time_weight = float(delta_time_weight)
+    self.delta_freq_weight = float(delta_freq_weight)
+    self.cumsum_freq_weight = float(cumsum_freq_weight)
+    self.loudness_weight = float(loudness_weight)
+    self.overlap = float(overlap)
+    self.log_eps = float(log_eps)
+    self.sample_rate, self.frame_rate = int(sample_rate), int(frame_rate)
+
+  def call(self, target_audio, audio):
+    target_audio = core.tf_float32(target_audio, 'target_audio')
+    audio = core.tf_float32(audio, 'audio')
+    if (target_audio.shape.is_fully_defined() and audio.shape.is_fully_defined()
+        and target_audio.shape != audio.shape):
+      raise ValueError(f'SpectralLoss: `target_audio` {target_audio.shape} and `audio` {audio.shape} must have '
+                       'the same shape [batch, n_samples].')
+    loss = 0.0
+    diff = lambda a, b: mean_difference(a, b, self.loss_type)
+    for size in self.fft_sizes:
+      target_mag = spectral_ops.compute_mag(target_audio, size, self.overlap)
+      value_mag = spectral_ops.compute_mag(audio, size, self.overlap)
+      if self.mag_weight > 0:
+        loss += self.mag_weight * diff(target_mag, value_mag)
+      if self.logmag_weight > 0 or self.delta_time_weight > 0 or self.delta_freq_weight > 0:
+        target_log = core.safe_log(target_mag, self.log_eps)
+        value_log = core.safe_log(value_mag, self.log_eps)
+      if self.logmag_weight > 0:
+        loss += self.logmag_weight * diff(target_log, value_log)
+      if self.delta_time_weight > 0:
+        loss += self.delta_time_weight * diff(target_log[:, 1:] - target_log[:, :-1],
+                                              value_log[:, 1:] - value_log[:, :-1])
+      if self.delta_freq_weight > 0:
+        loss += self.delta_freq_weight * diff(target_log[..., 1:] - target_log[..., :-1],
+                                              value_log[..., 1:] - value_log[..., :-1])
+      if self.cumsum_freq_weight > 0:
+        target_c = tf.cumsum(target_mag / (tf.reduce_sum(target_mag, -1, keepdims=True) + 1e-7), axis=-1)
+        value_c = tf.cumsum(value_mag / (tf.reduce_sum(value_mag, -1, keepdims=True) + 1e-7), axis=-1)
+        loss += self.cumsum_freq_weight * diff(target_c, value_c)
+    if self.loudness_weight > 0:
+      target_ld = spectral_ops.compute_loudness(target_audio, self.sample_rate, self.frame_rate, use_tf=True)
+      value_ld = spectral_ops.compute_loudness(audio, self.sample_rate, self.frame_rate, use_tf=True)
+      loss += self.loudness_weight * diff(target_ld, value_ld)
+    return tf.convert_to_tensor(loss, tf.float32)
+
+
+def __getattr__(name):
+  """Lazily re-exports `PretrainedCREPEEmbeddingLoss` from `ddsp.pitch` (loads CREPE only when asked)."""
+  if name == 'PretrainedCREPEEmbeddingLoss':
+    from ddsp import pitch  # pylint: disable=g-import-not-at-top
+    return pitch.PretrainedCREPEEmbeddingLoss
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,185 @@
+"""Processors: Keras 3 layers that turn network outputs into controls and controls into audio.
+
+A `Processor` splits its work in two, so a user can call either half:
+  * `get_controls(*inputs)`: network outputs -> physical controls (e.g. exp_sigmoid, normalisation), a dict;
+  * `get_signal(**controls)`: controls -> audio `[batch, n_samples]`.
+Calling the layer runs both.
+
+`ProcessorGroup` wires processors into a DAG written as a list of `(processor, [input keys])`; each node's
+outputs are stored under `<processor name>/signal` and `<processor name>/controls`, and the last node's signal is
+the group's output.
+"""
+import os
+
+os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+
+import gin  # pylint: disable=g-import-not-at-top
+import keras
+import tensorflow as tf
+
+from ddsp import core
+
+
+class Processor(keras.layers.Layer):
+  """Base class: `__call__` = `get_signal(**get_controls(...))`."""
+
+  def __init__(self, name=None, trainable=True, **kwargs):
+    super().__init__(name=name, trainable=trainable, **kwargs)
+
+  def call(self, *args, return_outputs_dict=False, **kwargs):
+    """Runs `get_controls` then `get_signal`.
+
+    Args:
+      *args: the processor's inputs (see `get_controls` of the subclass).
+      return_outputs_dict: if True return `{'signal': ..., 'controls': {...}}` instead of the signal.
+      **kwargs: keyword inputs for `get_controls`.
+
+    Returns:
+      The signal `[batch, n_samples]`, or the outputs dict.
+    """
+    controls = self.get_controls(*args, **kwargs)
+    signal = self.get_signal(**controls)
+    if return_outputs_dict:
+      return {'signal': signal, 'controls': controls}
+    return signal
+
+  def get_controls(self, *args, **kwargs):
+    """Converts inputs (network outputs) to a dict of controls. Implemented by subclasses."""
+    raise NotImplementedError
+
+  def get_signal(self, *args, **kwargs):
+    """Converts controls to a signal. Implemented by subclasses."""
+    raise NotImplementedError
+
+
+def _lookup(outputs, key):
+  """Finds `key` in a (nested) dict, also following 'a/b/c' paths."""
+  if key in outputs:
+    return outputs[key]
+  node = outputs
+  for part in key.split('/'):
+    if isinstance(node, dict) and part in node:
+      node = node[part]
+    else:
+      available = sorted(k for k in outputs if not isinstance(outputs[k], dict)) + sorted(
+          k for k in outputs if isinstance(outputs[k], dict))
+      raise KeyError(f'ProcessorGroup input key {key!r} not found. Available keys: {available}')
+  return node
+
+
+@gin.register
+class ProcessorGroup(Processor):
+  """A directed acyclic graph of processors.
+
+  Written in gin as, e.g.:
+    ProcessorGroup.dag = [
+        (@synths.Harmonic(), ['amps', 'harmonic_distribution', 'f0_hz']),
+        (@synths.FilteredNoise(), ['noise_magnitudes']),
+        (@processors.Add(), ['harmonic/signal', 'filtered_noise/signal']),
+        (@effects.Reverb(), ['add/signal']),
+    ]
+  Input keys name entries of the input dict or outputs of earlier nodes ('<name>/signal',
+  '<name>/controls/<control>').
+  """
+
+  def __init__(self, dag=(), name='processor_group', **kwargs):
+    super().__init__(name=name, **kwargs)
+    dag = list(dag)
+    if not dag:
+      raise ValueError('ProcessorGroup needs a non-empty `dag` of (processor, [input keys]) pairs.')
+    processors, keys = [], []
+    for i, node in enumerate(dag):
+      if isinstance(node, dict):
+        node = (node['processor'], node['inputs'])
+      if (not isinstance(node, (tuple, list)) or len(node) != 2 or not isinstance(node[0], keras.layers.Layer)
+          or isinstance(node[1], str)):
+        raise ValueError(f'ProcessorGroup.dag[{i}] must be (processor, [input keys]), got {node!r}.')
+      processors.append(node[0])
+      keys.append([str(k) for k in node[1]])
+    names = [p.name for p in processors]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+      raise ValueError(f'ProcessorGroup processor names must be unique, got duplicates {duplicates}; give each '
+                       'processor a `name=`.')
+    self.processors = processors
+    self._input_keys = keys
+
+  @property
+  def dag(self):
+    return list(zip(self.processors, self._input_keys))
+
+  def call(self, inputs, return_outputs_dict=False):
+    """Runs the DAG.
+
+    Args:
+      inputs: dict of tensors (e.g. 'amps' [B,T,1], 'harmonic_distribution' [B,T,K], 'f0_hz' [B,T,1], ...).
+      return_outputs_dict: return every node's controls and signal (plus 'signal') instead of the audio.
+
+    Returns:
+      The last node's signal `[batch, n_samples]`, or the dict of all outputs.
+    """
+    outputs = self.get_controls(inputs)
+    if return_outputs_dict:
+      return outputs
+    return outputs['signal']
+
+  def get_controls(self, inputs):
+    """Runs every node; returns `{'<name>/signal', '<name>/controls', ..., 'signal'}` plus the inputs."""
+    if not isinstance(inputs, dict):
+      raise ValueError(f'ProcessorGroup expects a dict of named inputs, got {type(inputs).__name__}.')
+    outputs = dict(inputs)
+    signal = None
+    for processor, keys in zip(self.processors, self._input_keys):
+      args = [_lookup(outputs, k) for k in keys]
+      node = processor(*args, return_outputs_dict=True)
+      outputs[f'{processor.name}/signal'] = node['signal']
+      outputs[f'{processor.name}/controls'] = node['controls']
+      signal = node['signal']
+    outputs['signal'] = signal
+    return outputs
+
+  def get_signal(self, outputs):
+    return outputs['signal']
+
+
+@gin.register
+class Add(Processor):
+  """Sum of two signals: `call(signal_one [B,N], signal_two [B,N]) -> [B,N]`."""
+
+  def __init__(self, name='add', **kwargs):
+    super().__init__(name=name, **kwargs)
+
+  def get_controls(self, signal_one, signal_two):
+    one = core.tf_float32(signal_one, 'signal_one')
+    two = core.tf_float32(signal_two, 'signal_two')
+    if one.shape.is_fully_defined() and two.shape.is_fully_defined() and one.shape != two.shape:
+      raise ValueError(f'Add: `signal_one` {one.shape} and `signal_two` {two.shape} must have the same shape.')
+    return {'signal_one': one, 'signal_two': two}
+
+  def get_signal(self, signal_one, signal_two):
+    return signal_one + signal_two
+
+
+@gin.register
+class Mix(Processor):
+  """Time-varying crossfade: `(1 - m) * signal_one + m * signal_two`, m = sigmoid(mix_level) upsampled.
+
+  `call(signal_one [B,N], signal_two [B,N], mix_level [B,T,1]) -> [B,N]`.
+  """
+
+  def __init__(self, scale_fn=tf.nn.sigmoid, name='mix', **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.scale_fn = scale_fn
+
+  def get_controls(self, signal_one, signal_two, mix_level):
+    one = core.tf_float32(signal_one, 'signal_one')
+    two = core.tf_float32(signal_two, 'signal_two')
+    mix = core.ensure_3d(mix_level, 'mix_level')
+    if self.scale_fn is not None:
+      mix = self.scale_fn(mix)
+    return {'signal_one': one, 'signal_two': two, 'mix_level': mix}
+
+  def get_signal(self, signal_one, signal_two, mix_level):
+    n_samples = signal_one.shape[1]
+    mix = core.resample(mix_level, n_samples, method='window')[..., 0]
+    return (1.0 - mix) * signal_one + mix * signal_two

