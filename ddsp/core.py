@@ -33,7 +33,9 @@ def tf_float32(x, name='input'):
   Raises:
     ValueError: for complex, string or boolean input.
   """
-  if isinstance(x, tf.Tensor) or isinstance(x, tf.Variable):
+  if not isinstance(x, (tf.Tensor, tf.Variable, np.ndarray)) and hasattr(x, 'value') and hasattr(x, 'dtype'):
+    x = tf.convert_to_tensor(x)  # a keras.Variable
+  if isinstance(x, (tf.Tensor, tf.Variable)):
     dtype = x.dtype
   else:
     arr = np.asarray(x)

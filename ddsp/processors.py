@@ -25,6 +25,9 @@ class Processor(keras.layers.Layer):
 
   def __init__(self, name=None, trainable=True, **kwargs):
     super().__init__(name=name, trainable=trainable, **kwargs)
+    # Processors create their variables in __init__ (if any), so they need no shape-dependent build step; this
+    # also stops Keras from tracing `call` symbolically to build them.
+    self.built = True
 
   def call(self, *args, return_outputs_dict=False, **kwargs):
     """Runs `get_controls` then `get_signal`.
