@@ -1,0 +1,249 @@
+"""Every .gin file in the repository's gin/ folder parses; every model config builds, runs and has the size
+its architecture implies (parameter counts from closed-form formulas over the configured layer sizes)."""
+import math
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ddsp.training  # pylint: disable=unused-import  (registers every configurable)
+from ddsp.training import configs
+from ddsp.training import models
+
+REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'gin')
+ALL_GIN_FILES = configs.list_gin_files(REPO_GIN_DIR)
+SAMPLE_RATE = 16000
+HOP = 64
+
+
+def _parse(relpath, bindings=()):
+  gin.clear_config()
+  configs.add_search_path(REPO_GIN_DIR)
+  gin.parse_config_files_and_bindings([os.path.join(REPO_GIN_DIR, relpath)], list(bindings))
+
+
+def _bound(name, default=None):
+  try:
+    return gin.query_parameter(name)
+  except ValueError:
+    return default
+
+
+def _defines_model():
+  return _bound('get_model.model') is not None
+
+
+def _model_files():
+  found = []
+  for relpath in ALL_GIN_FILES:
+    _parse(relpath)
+    if _defines_model():
+      found.append(relpath)
+  gin.clear_config()
+  return found
+
+
+MODEL_FILES = _model_files()
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+  yield
+  gin.clear_config()
+
+
+def test_the_expected_files_exist():
+  for name in ('models/ae.gin', 'models/solo_instrument.gin', 'models/nsynth_ae.gin',
+               'models/nsynth_ae_unsupervised.gin', 'models/tiny.gin', 'papers/iclr2020/nsynth_ae.gin',
+               'papers/iclr2020/nsynth_ae_unsupervised.gin', 'papers/iclr2020/solo_instrument.gin',
+               'papers/iclr2020/tiny_instrument.gin'):
+    assert name in ALL_GIN_FILES, name
+  assert set(MODEL_FILES) >= {f for f in ALL_GIN_FILES if f.startswith(('models/', 'papers/'))}
+
+
+@pytest.mark.parametrize('relpath', ALL_GIN_FILES)
+def test_gin_file_parses(relpath):
+  _parse(relpath)  # Unknown configurables or parameters raise here.
+  assert gin.config_str() is not None
+
+
+def _harmonic_tone_batch(batch, n_samples, f0=220.0):
+  """Two-harmonic tones with their f0 and A-weighted loudness (computed in NumPy by the DSP library)."""
+  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  t = np.arange(n_samples) / SAMPLE_RATE
+  gains = np.linspace(0.2, 0.5, batch)[:, None]
+  audio = (gains * (np.sin(2 * np.pi * f0 * t) + 0.5 * np.sin(4 * np.pi * f0 * t))).astype(np.float32)
+  n_frames = -(-n_samples // HOP)
+  loudness = spectral_ops.compute_loudness(audio, SAMPLE_RATE, SAMPLE_RATE // HOP)
+  return {
+      'audio': tf.constant(audio),
+      'f0_hz': tf.constant(np.full((batch, n_frames), f0, np.float32)),
+      'f0_confidence': tf.ones((batch, n_frames)),
+      'loudness_db': tf.constant(loudness.astype(np.float32)),
+  }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Closed-form parameter counts from the configured layer sizes.
+# ----------------------------------------------------------------------------------------------------------
+def _dense(n_in, n_out):
+  return n_in * n_out + n_out
+
+
+def _stack(n_in, ch, layers):
+  """layers x [Dense(ch), LayerNorm(ch)]: kernel + bias + gamma + beta."""
+  total = 0
+  for _ in range(layers):
+    total += _dense(n_in, ch) + 2 * ch
+    n_in = ch
+  return total
+
+
+def _gru(n_in, units):
+  """Reset-after GRU: three gates, input kernel, recurrent kernel, input and recurrent biases."""
+  return 3 * (n_in * units + units * units + units + units)
+
+
+def _decoder_params(input_channels):
+  rnn = _bound('RnnFcDecoder.rnn_channels')
+  ch = _bound('RnnFcDecoder.ch')
+  lps = _bound('RnnFcDecoder.layers_per_stack')
+  n_out = sum(size for _, size in _bound('RnnFcDecoder.output_splits'))
+  total = sum(_stack(c, ch, lps) for c in input_channels)
+  stacked = [ch if lps else c for c in input_channels]
+  total += _gru(sum(stacked), rnn)
+  out_in = rnn + sum(stacked)
+  total += _stack(out_in, ch, lps)
+  total += _dense(ch if lps else out_in, n_out)
+  return total
+
+
+def _mfcc_encoder_params():
+  n_mfcc = _bound('MfccTimeDistributedRnnEncoder.n_mfcc', 30)
+  rnn = _bound('MfccTimeDistributedRnnEncoder.rnn_channels')
+  z_dims = _bound('MfccTimeDistributedRnnEncoder.z_dims')
+  norm = 2 * n_mfcc  # instance norm (or layer norm): scale and offset per coefficient
+  return norm + _gru(n_mfcc, rnn) + _dense(rnn, z_dims)
+
+
+def _conv(k, n_in, n_out):
+  return k * k * n_in * n_out + n_out
+
+
+def _f0_encoder_params():
+  stem = _bound('ResnetF0Encoder.stem_ch')
+  blocks = list(_bound('ResnetF0Encoder.block_ch'))
+  n_mels = _bound('ResnetF0Encoder.n_mels')
+  n_bins = _bound('ResnetF0Encoder.n_bins')
+  total = _conv(7, 1, stem) + 2 * stem
+  c_in = stem
+  for c in blocks:
+    total += _conv(3, c_in, c) + 2 * c + _conv(3, c, c) + 2 * c + _conv(1, c_in, c)  # strided: projection
+    c_in = c
+  freq = n_mels
+  for _ in range(2 + len(blocks)):
+    freq = math.ceil(freq / 2)
+  return total + _dense(freq * blocks[-1], n_bins)
+
+
+def _expected_params():
+  keys = list(_bound('RnnFcDecoder.input_keys'))
+  z_dims = _bound('MfccTimeDistributedRnnEncoder.z_dims')
+  channels = [z_dims if k == 'z' else 1 for k in keys]
+  decoder = _decoder_params(channels)
+  encoder = 0
+  config = gin.config_str()
+  encoder_ref = str(_bound('Autoencoder.encoder'))
+  if 'MfccTimeDistributedRnnEncoder' in encoder_ref or 'CompositeEncoder' in encoder_ref:
+    encoder += _mfcc_encoder_params()
+  if 'CompositeEncoder' in encoder_ref:
+    encoder += _f0_encoder_params()
+  reverb = 0
+  dag = str(_bound('ProcessorGroup.dag'))
+  if 'Reverb' in dag and _bound('Reverb.trainable', False):
+    reverb = _bound('Reverb.reverb_length')
+  del config
+  return decoder, encoder, reverb
+
+
+@pytest.mark.parametrize('relpath', MODEL_FILES)
+def test_model_builds_runs_and_has_the_implied_size(relpath):
+  # 1 s examples keep the test fast; the parameter count does not depend on the length.
+  _parse(relpath, ['n_samples = 16000', 'time_steps = 250'])
+  model = models.get_model()
+  assert isinstance(model, models.Autoencoder)
+  batch = _harmonic_tone_batch(2, 16000)
+  outputs = tf.function(lambda b: model(b, training=False))(batch)
+
+  audio = outputs['audio_synth']
+  assert audio.shape == (2, 16000)
+  assert audio.dtype == tf.float32
+  assert np.all(np.isfinite(audio.numpy()))
+  for name, size in _bound('RnnFcDecoder.output_splits'):
+    assert outputs[name].shape == (2, 250, size), name
+  losses = model.compute_losses(outputs)
+  assert 'spectral_loss' in losses
+  assert all(np.isfinite(float(v)) and float(v) > 0 for v in losses.values())
+
+  decoder, encoder, reverb = _expected_params()
+  assert model.decoder.count_params() == decoder
+  if model.encoder is not None:
+    assert model.encoder.count_params() == encoder
+  assert model.count_params() == decoder + encoder + reverb
+
+
+@pytest.mark.parametrize('relpath,paper_figure', [
+    ('papers/iclr2020/solo_instrument.gin', 4.8e6),
+    ('papers/iclr2020/tiny_instrument.gin', 0.28e6),
+])
+def test_paper_model_sizes(relpath, paper_figure):
+  """SPEC §5 / issue 4: solo_instrument about 4.8M parameters, tiny about 0.28M."""
+  _parse(relpath)
+  decoder, encoder, reverb = _expected_params()
+  implied = decoder + encoder + reverb
+  assert abs(implied - paper_figure) / paper_figure < 0.10
+  # The built model holds exactly that many parameters (built on a short batch: size is length-free).
+  _parse(relpath, ['n_samples = 16000', 'time_steps = 250'])
+  model = models.get_model()
+  model(_harmonic_tone_batch(1, 16000))
+  assert abs(model.count_params() - implied) / implied < 0.10
+  assert model.count_params() == implied
+
+
+def test_solo_instrument_architecture():
+  _parse('papers/iclr2020/solo_instrument.gin')
+  assert tuple(_bound('RnnFcDecoder.input_keys')) == ('ld_scaled', 'f0_scaled')
+  assert dict(_bound('RnnFcDecoder.output_splits')) == {'amps': 1, 'harmonic_distribution': 60,
+                                                        'noise_magnitudes': 65}
+  assert _bound('Autoencoder.encoder') is None
+  assert _bound('RnnFcDecoder.rnn_channels') == 512 and _bound('RnnFcDecoder.layers_per_stack') == 3
+  assert _bound('Reverb.trainable') is True and _bound('Reverb.reverb_length') == 48000
+
+
+def test_nsynth_ae_architecture():
+  _parse('papers/iclr2020/nsynth_ae.gin')
+  assert tuple(_bound('RnnFcDecoder.input_keys')) == ('ld_scaled', 'f0_scaled', 'z')
+  assert dict(_bound('RnnFcDecoder.output_splits'))['harmonic_distribution'] == 100
+  assert _bound('MfccTimeDistributedRnnEncoder.z_dims') == 16
+  assert 'Reverb' not in str(_bound('ProcessorGroup.dag'))
+
+
+def test_tiny_has_no_dense_stacks():
+  _parse('papers/iclr2020/tiny_instrument.gin')
+  assert _bound('RnnFcDecoder.layers_per_stack') == 0
+  assert _bound('RnnFcDecoder.rnn_channels') == 256
+
+
+def test_resolve_gin_file_forms():
+  root = configs.gin_dir()
+  solo = os.path.join(root, 'papers', 'iclr2020', 'solo_instrument.gin')
+  assert configs.resolve_gin_file('papers/iclr2020/solo_instrument.gin') == solo
+  assert configs.resolve_gin_file('papers/iclr2020/solo_instrument') == solo
+  assert configs.resolve_gin_file('solo_instrument') == solo  # papers/ wins over models/
+  assert configs.resolve_gin_file('models/solo_instrument') == os.path.join(root, 'models', 'solo_instrument.gin')
+  assert configs.resolve_gin_file(solo) == solo
+  assert configs.resolve_gin_file('tiny') == os.path.join(root, 'models', 'tiny.gin')
+  with pytest.raises(FileNotFoundError, match='tiny_instrument'):
+    configs.resolve_gin_file('tiny_instrumnt')

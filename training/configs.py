@@ -1,0 +1,124 @@
+"""Locating the bundled gin experiment files.
+
+The repository's `gin/` folder installs as the package data `ddsp.gin_configs`. `gin_dir()` finds it (installed
+or in a source checkout) and `resolve_gin_file(name)` turns a user's `--gin_file` value into a path:
+  * an existing file path (absolute, or relative to the working directory) is used as is;
+  * a path relative to the gin folder, with or without `.gin` ('papers/iclr2020/solo_instrument.gin',
+    'models/tiny');
+  * a bare name ('solo_instrument', 'tiny_instrument.gin'), searched in the gin folder; when several files
+    share the name, experiment files under `papers/` win, then `models/`, then the shortest path.
+"""
+import difflib
+import importlib.resources
+import logging
+import os
+
+PREFERRED_FOLDERS = ('papers', 'models')
+
+
+def _looks_like_gin_dir(path):
+  return bool(path) and os.path.isdir(path) and os.path.isdir(os.path.join(path, 'models'))
+
+
+def gin_dir():
+  """Absolute path of the bundled gin folder (`ddsp.gin_configs`, or `<repo>/gin` in a source checkout).
+
+  Raises:
+    FileNotFoundError: when neither exists.
+  """
+  candidates = []
+  try:
+    resource = importlib.resources.files('ddsp.gin_configs')
+    candidates.append(os.fspath(resource))
+  except (ModuleNotFoundError, TypeError, ValueError):
+    pass
+  here = os.path.dirname(os.path.abspath(__file__))
+  candidates.append(os.path.join(os.path.dirname(here), 'gin'))  # source checkout: <repo>/training/..
+  candidates.append(os.path.join(os.path.dirname(here), 'gin_configs'))  # installed: ddsp/training/..
+  for path in candidates:
+    if _looks_like_gin_dir(path):
+      return os.path.abspath(path)
+  raise FileNotFoundError(f'Cannot find the bundled gin configs; looked in {candidates}. Reinstall the package '
+                          '(`pip install -e .`) or pass gin files by path.')
+
+
+def list_gin_files(root=None):
+  """All `.gin` files under the gin folder, as sorted paths relative to it (with '/' separators)."""
+  root = root or gin_dir()
+  found = []
+  for dirpath, _, filenames in os.walk(root):
+    for f in filenames:
+      if f.endswith('.gin'):
+        found.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, '/'))
+  return sorted(found)
+
+
+def _preference(relpath):
+  top = relpath.split('/')[0]
+  rank = PREFERRED_FOLDERS.index(top) if top in PREFERRED_FOLDERS else len(PREFERRED_FOLDERS)
+  return (rank, relpath.count('/'), len(relpath), relpath)
+
+
+def resolve_gin_file(name, root=None):
+  """Path of the gin file that `name` refers to (see the module docstring for the accepted forms).
+
+  Args:
+    name: a file path, a path relative to the gin folder, or a bare config name.
+    root: the gin folder to search (default `gin_dir()`).
+
+  Returns:
+    An absolute path to an existing `.gin` file.
+
+  Raises:
+    FileNotFoundError: with the closest matching names when nothing matches.
+  """
+  if not name or not str(name).strip():
+    raise FileNotFoundError('Empty gin file name.')
+  name = os.path.expanduser(str(name).strip())
+  if os.path.isfile(name):
+    return os.path.abspath(name)
+  root = root or gin_dir()
+  rel = name.replace(os.sep, '/').lstrip('/')
+  with_ext = rel if rel.endswith('.gin') else rel + '.gin'
+  for candidate in (rel, with_ext):
+    path = os.path.join(root, candidate)
+    if os.path.isfile(path):
+      return os.path.abspath(path)
+  available = list_gin_files(root)
+  base = os.path.basename(with_ext)
+  same_name = [f for f in available if f.endswith('/' + with_ext) or os.path.basename(f) == base and '/' not in rel]
+  if same_name:
+    return os.path.abspath(os.path.join(root, sorted(same_name, key=_preference)[0]))
+  stems = {f[:-4]: f for f in available}
+  stems.update({os.path.basename(f)[:-4]: f for f in available})
+  query = with_ext[:-4]
+  close = difflib.get_close_matches(query, list(stems), n=5, cutoff=0.5)
+  close += [s for s in stems if os.path.basename(query) in s]
+  close_files = sorted({stems[c] for c in close}, key=_preference)[:8]
+  hint = f' Close matches: {close_files}.' if close_files else f' Available: {available}.'
+  raise FileNotFoundError(f'No gin file {name!r} as a path or in {root}.{hint}')
+
+
+class _GinProbeFilter(logging.Filter):
+  """Drops gin's 'Path not found' errors, logged while it probes search paths for an `include` that a later
+  search path (e.g. the bundled folder) does provide. A file found nowhere still raises an IOError."""
+
+  def filter(self, record):
+    return not (record.pathname.endswith('resource_reader.py') and str(record.msg).startswith('Path not found'))
+
+
+def add_search_path(path=None):
+  """Adds the bundled gin folder (or `path`) to gin's include search path, once. Returns the path."""
+  import gin  # pylint: disable=g-import-not-at-top
+  root_logger = logging.getLogger()
+  if not any(isinstance(f, _GinProbeFilter) for f in root_logger.filters):
+    root_logger.addFilter(_GinProbeFilter())
+  path = os.path.abspath(path or gin_dir())
+  try:
+    from gin import config as gin_config  # pylint: disable=g-import-not-at-top
+    known = list(getattr(gin_config, '_LOCATION_PREFIXES', []))
+  except ImportError:
+    known = []
+  if path not in known:
+    gin.add_config_file_search_path(path)
+  return path
