@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench install clean
+.PHONY: test demo demo-fit bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,16 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests $(PYTEST_ARGS)
 
+# The whole workflow on the bundled violin: prepare (Beam) -> train (tiny_instrument) -> eval -> sample.
 demo: $(STAMP)
-	$(PY) -m ddsp.demo --output_dir=$(DEMO_OUT)
+	$(PY) -m ddsp.training.demo --output_dir=$(DEMO_OUT)
+
+# Analysis by synthesis: fit a synthesizer's controls to one bundled note (no network, ~1 min).
+demo-fit: $(STAMP)
+	$(PY) -m ddsp.demo --output_dir=$(DEMO_OUT)/fit
 
 bench: $(STAMP)
-	$(PY) bench/synths.py
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO_OUT)

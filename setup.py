@@ -82,8 +82,11 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={'console_scripts': [
-        'ddsp_demo = ddsp.demo:console_entry_point',
+        'ddsp_demo = ddsp.training.demo:console_entry_point',
+        'ddsp_fit_demo = ddsp.demo:console_entry_point',
         'ddsp_prepare_tfrecord = ddsp.data_prep.prepare_tfrecord:console_entry_point',
         'ddsp_run = ddsp.training.ddsp_run:console_entry_point',
+        'ddsp_transfer = ddsp.training.transfer:console_entry_point',
+        'ddsp_export = ddsp.training.export:console_entry_point',
     ]},
 )

@@ -283,12 +283,16 @@ class _DropTensorFlowInfo(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or ('/tensorflow/' not in path and '/gin/' not in path)
 
 
-def console_entry_point():
+def quiet_library_logging():
+  """TensorFlow's and gin's own INFO messages (checkpoint sharding, ...) would flood the progress bar."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  # TensorFlow's own INFO messages (checkpoint sharding, ...) would flood the progress bar.
   std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
   for logger in (std_logging.getLogger(), std_logging.getLogger('absl')):
     logger.addFilter(_DropTensorFlowInfo())
+
+
+def console_entry_point():
+  quiet_library_logging()
   define_flags()
   app.run(main)
 

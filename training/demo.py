@@ -1,0 +1,180 @@
+r"""`make demo`: the whole DDSP workflow on a bundled violin recording, on a CPU in a few minutes.
+
+  1. prepare  `ddsp.data_prep.pipeline.prepare` (Apache Beam, DirectRunner) turns the bundled 60 s violin phrase
+              into 4 s TFRecord windows with CREPE f0, confidence and A-weighted loudness, and the bundled 12 s
+              held-out phrase into evaluation windows;
+  2. train    `ddsp_run --mode=train` with `papers/iclr2020/tiny_instrument.gin` (harmonic + filtered noise +
+              learned reverb, 0.28M parameters) for `--num_steps` steps, writing checkpoints and TensorBoard
+              summaries;
+  3. eval     `ddsp_run --mode=eval` on the held-out windows: the paper's Table 1 metrics (loudness L1, f0 L1,
+              f0 outlier ratio) and the spectral loss -> `eval_results.json`;
+  4. sample   `ddsp_run --mode=sample`: target and resynthesis WAVs, spectrogram and f0/loudness PNGs.
+
+Everything goes under --output_dir (default `demo_out/`); `demo_report.json` lists the figures and files.
+Running it again resumes: prepared data is reused and training continues from the last checkpoint (a demo
+killed mid-run loses at most `--steps_per_save` steps).
+
+  python -m ddsp.training.demo --output_dir=demo_out [--num_steps=600 --batch_size=8]
+  tensorboard --logdir demo_out/model
+"""
+import glob
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+FLAGS = flags.FLAGS
+_FLAGS_DEFINED = False
+
+TRAIN_ASSET = 'violin_phrase.flac'
+EVAL_ASSET = 'violin_phrase_eval.flac'
+
+
+def define_flags():
+  global _FLAGS_DEFINED
+  if _FLAGS_DEFINED:
+    return
+  _FLAGS_DEFINED = True
+  flags.DEFINE_string('output_dir', 'demo_out', 'Where the data, model, samples and report go.')
+  flags.DEFINE_integer('num_steps', 600, 'Training steps (the paper trains for tens of thousands).')
+  flags.DEFINE_integer('batch_size', 8, 'Global batch size (4 s examples).')
+  flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate (the paper uses 3e-4 for long runs).')
+  flags.DEFINE_integer('steps_per_save', 100, 'Checkpoint interval (a re-run resumes from the last one).')
+  flags.DEFINE_string('gin_file', 'papers/iclr2020/tiny_instrument.gin', 'Model recipe.')
+  flags.DEFINE_multi_string('gin_param', [], 'Extra gin bindings for training.')
+  flags.DEFINE_string('train_audio', None, 'Audio file(s) (glob) to train on instead of the bundled phrase.')
+  flags.DEFINE_string('eval_audio', None, 'Audio file(s) (glob) to evaluate on instead of the bundled one.')
+
+
+def _n_examples(report):
+  written = report.get('examples_written', 0)
+  return sum(written.values()) if isinstance(written, dict) else int(written)
+
+
+def _prepare(patterns, output_prefix, log):
+  """Prepares TFRecords unless a complete preparation already exists at `output_prefix`."""
+  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  report_path = os.path.join(os.path.dirname(output_prefix), 'prepare_report.json')
+  if glob.glob(output_prefix + '-*') and os.path.exists(report_path):
+    log(f'  reusing {output_prefix}-* (delete the folder to prepare again)')
+    with open(report_path) as f:
+      return json.load(f)
+  report = pipeline.prepare(patterns, output_prefix, num_shards=1, overwrite=True)
+  log(pipeline.summary(report))
+  if not _n_examples(report):
+    raise RuntimeError(f'Preparation of {patterns} wrote no examples; see {report_path}.')
+  return report
+
+
+def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_per_save=100,
+             gin_file='papers/iclr2020/tiny_instrument.gin', gin_params=(), train_audio=None, eval_audio=None,
+             log=print):
+  """Runs prepare -> train -> eval -> sample; returns the report dict (also written to demo_report.json)."""
+  from ddsp import bundled  # pylint: disable=g-import-not-at-top
+  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
+  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
+
+  t_start = time.time()
+  output_dir = os.path.abspath(os.path.expanduser(output_dir))
+  os.makedirs(output_dir, exist_ok=True)
+  train_audio = train_audio or bundled.asset_path(TRAIN_ASSET)
+  eval_audio = eval_audio or bundled.asset_path(EVAL_ASSET)
+  train_prefix = os.path.join(output_dir, 'data', 'train', 'train.tfrecord')
+  eval_prefix = os.path.join(output_dir, 'data', 'eval', 'eval.tfrecord')
+  save_dir = os.path.join(output_dir, 'model')
+  timings = {}
+
+  log(f'[1/4] prepare: {train_audio} and {eval_audio} -> {os.path.join(output_dir, "data")}')
+  t0 = time.time()
+  train_report = _prepare(train_audio, train_prefix, log)
+  eval_report = _prepare(eval_audio, eval_prefix, log)
+  timings['prepare_s'] = time.time() - t0
+
+  train_params = [
+      f"TFRecordProvider.file_pattern = '{train_prefix}-*'",
+      f'batch_size = {int(batch_size)}',
+      f'Trainer.learning_rate = {float(learning_rate)!r}',
+  ] + list(gin_params)
+  log(f'[2/4] train: {gin_file}, {num_steps} steps of batch {batch_size} -> {save_dir} '
+      f'(tensorboard --logdir {save_dir})')
+  t0 = time.time()
+  train_result = ddsp_run.run('train', save_dir, gin_files=[gin_file], gin_params=train_params,
+                              num_steps=num_steps, steps_per_save=steps_per_save,
+                              steps_per_summary=max(1, min(100, num_steps // 4)), progress_bar=True)
+  timings['train_s'] = time.time() - t0
+
+  eval_params = [
+      'evaluate.data_provider = @eval/data.TFRecordProvider()',
+      'sample.data_provider = @eval/data.TFRecordProvider()',
+      f"eval/TFRecordProvider.file_pattern = '{eval_prefix}-*'",
+      'evaluate.num_batches = 0',
+      'sample.num_examples = 3',
+  ]
+  log(f'[3/4] eval: paper metrics on the held-out phrase ({eval_audio})')
+  t0 = time.time()
+  eval_result = ddsp_run.run('eval', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params,
+                             eval_once=True)[-1]
+  timings['eval_s'] = time.time() - t0
+
+  log('[4/4] sample: resynthesis WAVs and PNGs of held-out windows')
+  t0 = time.time()
+  sample_result = ddsp_run.run('sample', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params)
+  timings['sample_s'] = time.time() - t0
+  timings['total_s'] = time.time() - t_start
+
+  metrics = {k: eval_result.get(k) for k in ('loudness_l1', 'f0_l1', 'f0_outlier_ratio', 'spectral_loss')
+             if k in eval_result}
+  report = {
+      'train_audio': train_audio,
+      'eval_audio': eval_audio,
+      'gin_file': gin_file,
+      'train_examples': _n_examples(train_report),
+      'eval_examples': _n_examples(eval_report),
+      'steps': train_result['step'],
+      'batch_size': batch_size,
+      'final_train_losses': train_result.get('losses'),
+      'steps_per_sec': train_result.get('steps_per_sec'),
+      'eval_metrics': metrics,
+      'checkpoint': train_result.get('checkpoint'),
+      'samples': sorted(os.path.relpath(p, output_dir) for p in sample_result['files']),
+      'seconds': timings,
+  }
+  file_utils.write_json(os.path.join(output_dir, 'demo_report.json'), report)
+  log('')
+  log(f'Done in {timings["total_s"]:.0f} s. Held-out metrics: ' +
+      ', '.join(f'{k} {v:.3f}' for k, v in metrics.items() if v is not None))
+  log(f'Listen: {sample_result["output_dir"]}/example_0_resynthesis.wav; report: '
+      f'{os.path.join(output_dir, "demo_report.json")}')
+  return report
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
+  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
+  from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
+  try:
+    run_demo(FLAGS.output_dir, FLAGS.num_steps, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.steps_per_save,
+             FLAGS.gin_file, FLAGS.gin_param, FLAGS.train_audio, FLAGS.eval_audio)
+  except (ddsp_run.GinConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError,
+          train_util.DataError, trainers.NonFiniteLossError) as e:
+    print(f'ddsp demo: error: {e}', file=sys.stderr)
+    sys.exit(1)
+
+
+def console_entry_point():
+  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
+  ddsp_run.quiet_library_logging()
+  define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  console_entry_point()
