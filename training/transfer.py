@@ -1,0 +1,164 @@
+r"""`ddsp_transfer`: resynthesis, timbre transfer and room acoustics with a trained model, from the shell.
+
+Examples:
+  # Resynthesis of a recording by the model trained in /tmp/violin (WAV + PNG beside it).
+  ddsp_transfer --model_dir=/tmp/violin --input=phrase.wav --output=/tmp/out/resynth.wav
+  # Timbre transfer: a voice played by the violin model, octave and loudness matched to the training set.
+  ddsp_transfer --model_dir=/tmp/violin --input=voice.wav --output=/tmp/out/voice_violin.wav --auto_adjust
+  # Independent controls: an octave down, 6 dB louder, a flattened melody, without the learned room.
+  ddsp_transfer --model_dir=/tmp/violin --input=phrase.wav --output=/tmp/out/low.wav --pitch_shift=-12 \
+    --loudness_shift=6 --f0_range_scale=0 --no_reverb
+  # Room acoustics: export the learned impulse response; play any recording in the learned room.
+  ddsp_transfer --model_dir=/tmp/violin --export_ir=/tmp/out/room_ir.wav
+  ddsp_transfer --model_dir=/tmp/violin --input=dry_speech.wav --output=/tmp/out/speech_room.wav \
+    --acoustic_transfer
+  # Timbre interpolation (models with a timbre latent z, e.g. models/nsynth_ae.gin).
+  ddsp_transfer --model_dir=/tmp/nsynth --input=a.wav --interpolate_with=b.wav --interpolation=0.5 \
+    --output=/tmp/out/ab.wav
+
+Inputs of any format, sample rate and channel count are converted to the model's mono rate (a note says
+so). Problems (missing or incompatible checkpoint, unreadable, silent or unpitched input, bad curve file)
+end with one line `ddsp_transfer: error: ...` and exit code 1. See `ddsp.training.inference` for the API.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+
+FLAGS = flags.FLAGS
+_FLAGS_DEFINED = False
+
+
+def define_flags():
+  """Defines the command-line flags (once; importing this module defines none)."""
+  global _FLAGS_DEFINED
+  if _FLAGS_DEFINED:
+    return
+  _FLAGS_DEFINED = True
+  flags.DEFINE_string('model_dir', None, 'Training folder of the model (ddsp_run --save_dir).')
+  flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix to use instead of the newest in --model_dir.')
+  flags.DEFINE_multi_string('gin_param', [], 'Extra gin binding applied after the saved config (repeatable).')
+  flags.DEFINE_string('input', None, 'Input recording (any format, rate, channels).')
+  flags.DEFINE_string('output', None, 'Output WAV path; a PNG with spectrograms and curves is written beside '
+                      'it.')
+  flags.DEFINE_float('pitch_shift', 0.0, 'Pitch shift in semitones.')
+  flags.DEFINE_integer('octave_shift', 0, 'Pitch shift in octaves (added to --pitch_shift).')
+  flags.DEFINE_float('loudness_shift', 0.0, 'Loudness shift in dB.')
+  flags.DEFINE_float('f0_range_scale', 1.0, 'Scale the melody around its median pitch (0: one note).')
+  flags.DEFINE_float('loudness_range_scale', 1.0, 'Scale the dynamics around the mean voiced loudness.')
+  flags.DEFINE_boolean('auto_adjust', False, 'Shift the input pitch by whole octaves and its loudness to '
+                       'match the training set statistics (dataset_statistics.json).')
+  flags.DEFINE_string('dataset_stats', None, 'dataset_statistics.json for --auto_adjust (default: looked for '
+                      'in --model_dir and beside the training TFRecords).')
+  flags.DEFINE_boolean('no_reverb', False, 'Bypass the learned reverb (dereverberated output).')
+  flags.DEFINE_string('export_ir', None, 'Write the learned impulse response to this WAV (32-bit float).')
+  flags.DEFINE_boolean('ir_with_dry', False, 'With --export_ir: include the direct path (unit impulse).')
+  flags.DEFINE_boolean('acoustic_transfer', False, 'Apply the learned room (impulse response) to --input '
+                       'instead of resynthesising it.')
+  flags.DEFINE_string('f0_curve', None, 'Replace f0 by this curve (Hz; .npy or CSV), resampled to the '
+                      'frames.')
+  flags.DEFINE_string('loudness_curve', None, 'Replace loudness by this curve (dB; .npy or CSV).')
+  flags.DEFINE_float('confidence_threshold', 0.5, 'Frames with CREPE confidence below this are unvoiced '
+                     '(their loudness goes to --unvoiced_loudness_db); 0 disables masking.')
+  flags.DEFINE_float('unvoiced_loudness_db', -120.0, 'Loudness of unvoiced frames.')
+  flags.DEFINE_integer('max_gap_frames', 8, 'Unvoiced runs of at most this many frames between voiced ones '
+                       'count as voiced (confidence dips at note changes).')
+  flags.DEFINE_string('interpolate_with', None, 'Second recording for timbre (z) interpolation.')
+  flags.DEFINE_float('interpolation', 0.5, 'Timbre interpolation amount towards --interpolate_with (0..1).')
+  flags.DEFINE_enum('crepe_model', 'tiny', ['tiny', 'small', 'medium', 'large', 'full'],
+                    'CREPE capacity for the f0 of the input (that package must be installed).')
+  flags.DEFINE_integer('crepe_frame_rate', None, 'Rate CREPE runs at before interpolation (default: the '
+                       'model frame rate).')
+
+
+def _error(message):
+  print(f'ddsp_transfer: error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def _acoustic_transfer(model, input_path, output_path):
+  """Writes the input through the model's room, plus a PNG of both spectrograms and loudness curves."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
+  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
+  audio, notes = inference.read_input(input_path, model.sample_rate)
+  for note in notes:
+    print(f'ddsp_transfer: note: input {note}.', file=sys.stderr)
+  if float(np.max(np.abs(audio))) < inference.SILENCE_PEAK:
+    raise inference.InputError('The input is silent: nothing to transfer.')
+  wet = inference.apply_ir(model, audio)
+  file_utils.write_wav(output_path, wet, model.sample_rate)
+  fr = int(model.frame_rate) if float(model.frame_rate).is_integer() else model.frame_rate
+  curves = {'input loudness': spectral_ops.compute_loudness(audio, model.sample_rate, fr),
+            'output loudness': spectral_ops.compute_loudness(wet, model.sample_rate, fr)}
+  fig = inference.results_figure(audio, wet, model.sample_rate, model.frame_rate, {}, curves,
+                                 titles=('input', 'input in the learned room'))
+  png = os.path.splitext(output_path)[0] + '.png'
+  file_utils.save_figure(fig, png)
+  return [output_path, png]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS.model_dir:
+    raise app.UsageError('--model_dir is required.')
+  if not FLAGS.export_ir and not FLAGS.input:
+    raise app.UsageError('Give --input (with --output) and/or --export_ir.')
+  if FLAGS.input and not FLAGS.output:
+    raise app.UsageError('--input needs --output (a WAV path).')
+  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
+  try:
+    model = inference.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint, gin_params=FLAGS.gin_param)
+    written = []
+    if FLAGS.export_ir:
+      ir = inference.export_ir(model, FLAGS.export_ir, include_dry=FLAGS.ir_with_dry)
+      written.append(FLAGS.export_ir)
+      print(f'ddsp_transfer: impulse response ({ir.size} taps, {ir.size / model.sample_rate:.3f} s) -> '
+            f'{FLAGS.export_ir}')
+    if FLAGS.input and FLAGS.acoustic_transfer:
+      written += _acoustic_transfer(model, FLAGS.input, FLAGS.output)
+    elif FLAGS.input:
+      result = inference.transfer(
+          model, FLAGS.input, crepe_model=FLAGS.crepe_model, crepe_frame_rate=FLAGS.crepe_frame_rate,
+          interpolate_with=FLAGS.interpolate_with, interpolation=FLAGS.interpolation,
+          pitch_shift=FLAGS.pitch_shift + inference.octaves(FLAGS.octave_shift),
+          loudness_shift=FLAGS.loudness_shift, f0_range_scale=FLAGS.f0_range_scale,
+          loudness_range_scale=FLAGS.loudness_range_scale, f0_curve=FLAGS.f0_curve,
+          loudness_curve=FLAGS.loudness_curve, confidence_threshold=FLAGS.confidence_threshold,
+          unvoiced_loudness_db=FLAGS.unvoiced_loudness_db, max_gap_frames=FLAGS.max_gap_frames,
+          auto_adjust=FLAGS.auto_adjust,
+          dataset_stats=FLAGS.dataset_stats)
+      for note in result.info['notes']:
+        print(f'ddsp_transfer: note: input {note}.', file=sys.stderr)
+      if FLAGS.no_reverb and result.audio_dry is None:
+        print('ddsp_transfer: note: the model has no reverb; --no_reverb changes nothing.', file=sys.stderr)
+      written += inference.write_result(result, FLAGS.output,
+                                        write_dry=FLAGS.no_reverb and result.audio_dry is not None)
+      info = result.info
+      summary = (f"pitch shift {info['pitch_shift_semitones']:+g} semitones, loudness shift "
+                 f"{info['loudness_shift_db']:+.1f} dB, {info['voiced_frames']}/{info['n_frames']} voiced "
+                 'frames')
+      if 'auto_octave_shift' in info:
+        summary += (f" (auto_adjust: {info['auto_octave_shift']:+d} octaves, "
+                    f"{info['auto_loudness_shift_db']:+.1f} dB)")
+      print(f'ddsp_transfer: {summary}')
+  except (FileNotFoundError, ValueError, inference.InputError) as e:
+    _error(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+  print('ddsp_transfer: wrote ' + ', '.join(written))
+
+
+def console_entry_point():
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  std_logging.getLogger('tensorflow').setLevel(std_logging.ERROR)
+  define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  console_entry_point()
