@@ -25,11 +25,19 @@ def atomic_path(path, suffix=None):
   os.close(fd)
   try:
     yield tmp
+    # mkstemp creates the file readable by its owner only; give it the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
     raise
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def write_wav(path, audio, sample_rate=16000):

@@ -54,6 +54,16 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
   with open(os.path.join(out, 'demo_report.json')) as f:
     assert json.load(f)['steps'] == 3
 
+  # Transfer: the whole held-out phrase in one pass (same length as the recording), and the voice-like phrase
+  # (MIDI 60-69) moved by whole octaves towards the violin training set (MIDI 55-86, median above the voice's).
+  phrase, _ = sf.read(os.path.join(out, 'transfer', 'eval_phrase_resynthesis.wav'), dtype='float32')
+  assert len(phrase) == len(eval_audio) and np.all(np.isfinite(phrase))
+  voice_info = report['transfer_info']['voice_to_violin']
+  assert voice_info['auto_octave_shift'] in (0, 1)
+  assert voice_info['pitch_shift_semitones'] == 12 * voice_info['auto_octave_shift']
+  for name in report['transfer']:
+    assert os.path.getsize(os.path.join(out, name)) > 0
+
   # A second run reuses the prepared data and continues training from the checkpoint.
   logs.clear()
   again = demo.run_demo(out, num_steps=5, batch_size=2, steps_per_save=5, gin_params=SMALL, log=logs.append)

@@ -276,11 +276,12 @@ def main(argv):
 
 
 class _DropTensorFlowInfo(std_logging.Filter):
-  """Drops INFO (and lower) records that TensorFlow's and gin's own modules send through absl logging."""
+  """Drops INFO (and lower) records that TensorFlow's, gin's and Beam's own modules send through absl logging."""
 
   def filter(self, record):
     path = record.pathname.replace(os.sep, '/')
-    return record.levelno >= std_logging.WARNING or ('/tensorflow/' not in path and '/gin/' not in path)
+    return record.levelno >= std_logging.WARNING or not any(
+        part in path for part in ('/tensorflow/', '/gin/', '/apache_beam/'))
 
 
 def quiet_library_logging():

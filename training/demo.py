@@ -8,7 +8,10 @@ r"""`make demo`: the whole DDSP workflow on a bundled violin recording, on a CPU
               summaries;
   3. eval     `ddsp_run --mode=eval` on the held-out windows: the paper's Table 1 metrics (loudness L1, f0 L1,
               f0 outlier ratio) and the spectral loss -> `eval_results.json`;
-  4. sample   `ddsp_run --mode=sample`: target and resynthesis WAVs, spectrogram and f0/loudness PNGs.
+  4. sample   `ddsp_run --mode=sample`: target and resynthesis WAVs, spectrogram and f0/loudness PNGs;
+  5. transfer `ddsp.training.inference`: the whole held-out phrase resynthesized in one pass, and a bundled
+              voice-like phrase turned into violin (timbre transfer, octave and loudness auto-adjusted to the
+              training set's statistics), each a WAV plus a PNG of spectrograms and f0/loudness curves.
 
 Everything goes under --output_dir (default `demo_out/`); `demo_report.json` lists the figures and files.
 Running it again resumes: prepared data is reused and training continues from the last checkpoint (a demo
@@ -34,6 +37,7 @@ _FLAGS_DEFINED = False
 
 TRAIN_ASSET = 'violin_phrase.flac'
 EVAL_ASSET = 'violin_phrase_eval.flac'
+TRANSFER_ASSET = 'voice_like_phrase.flac'
 
 
 def define_flags():
@@ -90,7 +94,7 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
   save_dir = os.path.join(output_dir, 'model')
   timings = {}
 
-  log(f'[1/4] prepare: {train_audio} and {eval_audio} -> {os.path.join(output_dir, "data")}')
+  log(f'[1/5] prepare: {train_audio} and {eval_audio} -> {os.path.join(output_dir, "data")}')
   t0 = time.time()
   train_report = _prepare(train_audio, train_prefix, log)
   eval_report = _prepare(eval_audio, eval_prefix, log)
@@ -101,7 +105,7 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
       f'batch_size = {int(batch_size)}',
       f'Trainer.learning_rate = {float(learning_rate)!r}',
   ] + list(gin_params)
-  log(f'[2/4] train: {gin_file}, {num_steps} steps of batch {batch_size} -> {save_dir} '
+  log(f'[2/5] train: {gin_file}, {num_steps} steps of batch {batch_size} -> {save_dir} '
       f'(tensorboard --logdir {save_dir})')
   t0 = time.time()
   train_result = ddsp_run.run('train', save_dir, gin_files=[gin_file], gin_params=train_params,
@@ -116,16 +120,29 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
       'evaluate.num_batches = 0',
       'sample.num_examples = 3',
   ]
-  log(f'[3/4] eval: paper metrics on the held-out phrase ({eval_audio})')
+  log(f'[3/5] eval: paper metrics on the held-out phrase ({eval_audio})')
   t0 = time.time()
   eval_result = ddsp_run.run('eval', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params,
                              eval_once=True)[-1]
   timings['eval_s'] = time.time() - t0
 
-  log('[4/4] sample: resynthesis WAVs and PNGs of held-out windows')
+  log('[4/5] sample: resynthesis WAVs and PNGs of held-out windows')
   t0 = time.time()
   sample_result = ddsp_run.run('sample', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params)
   timings['sample_s'] = time.time() - t0
+
+  log('[5/5] transfer: resynthesis of the whole held-out phrase; voice -> violin timbre transfer')
+  t0 = time.time()
+  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
+  model = inference.load_model(save_dir)
+  transfer_dir = os.path.join(output_dir, 'transfer')
+  transfer_files, transfer_info = [], {}
+  for name, source, controls in (('eval_phrase_resynthesis', eval_audio, {}),
+                                 ('voice_to_violin', bundled.asset_path(TRANSFER_ASSET), {'auto_adjust': True})):
+    result = inference.transfer(model, source, **controls)
+    transfer_files += inference.write_result(result, os.path.join(transfer_dir, name + '.wav'))
+    transfer_info[name] = {k: v for k, v in result.info.items() if isinstance(v, (int, float, str, bool))}
+  timings['transfer_s'] = time.time() - t0
   timings['total_s'] = time.time() - t_start
 
   metrics = {k: eval_result.get(k) for k in ('loudness_l1', 'f0_l1', 'f0_outlier_ratio', 'spectral_loss')
@@ -143,13 +160,16 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
       'eval_metrics': metrics,
       'checkpoint': train_result.get('checkpoint'),
       'samples': sorted(os.path.relpath(p, output_dir) for p in sample_result['files']),
+      'transfer': sorted(os.path.relpath(p, output_dir) for p in transfer_files),
+      'transfer_info': transfer_info,
       'seconds': timings,
   }
   file_utils.write_json(os.path.join(output_dir, 'demo_report.json'), report)
   log('')
   log(f'Done in {timings["total_s"]:.0f} s. Held-out metrics: ' +
       ', '.join(f'{k} {v:.3f}' for k, v in metrics.items() if v is not None))
-  log(f'Listen: {sample_result["output_dir"]}/example_0_resynthesis.wav; report: '
+  log(f'Listen: {transfer_dir}/eval_phrase_resynthesis.wav (held-out phrase), {transfer_dir}/voice_to_violin.wav '
+      f'(timbre transfer), {sample_result["output_dir"]}/ (4 s windows); report: '
       f'{os.path.join(output_dir, "demo_report.json")}')
   return report
 
