@@ -381,3 +381,14 @@ def test_dereverberation_when_nodes_follow_the_reverb():
   np.testing.assert_allclose(dry, outputs['harmonic/signal'][0] + noise, atol=1e-6)
   np.testing.assert_allclose(audio, outputs['reverb/signal'][0] + noise, atol=1e-6)
   assert np.max(np.abs(audio - dry)) > 1e-2
+
+
+def test_dataset_statistics_found_through_a_wrapped_gin_binding(tmp_path):
+  # Gin's operative config puts a long value on its own line after `= \`.
+  data = tmp_path / ('a_long_folder_name_' * 4) / 'data'
+  data.mkdir(parents=True)
+  (data / 'dataset_statistics.json').write_text('{}')
+  config = f"TFRecordProvider.file_pattern = \\\n    '{data}/train.tfrecord-*'\n"
+  assert inference.find_dataset_statistics(str(tmp_path / 'model'), config) == str(
+      data / 'dataset_statistics.json')
+  assert inference.find_dataset_statistics(str(tmp_path / 'model'), '') is None

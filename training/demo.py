@@ -138,7 +138,9 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
   transfer_dir = os.path.join(output_dir, 'transfer')
   transfer_files, transfer_info = [], {}
   for name, source, controls in (('eval_phrase_resynthesis', eval_audio, {}),
-                                 ('voice_to_violin', bundled.asset_path(TRANSFER_ASSET), {'auto_adjust': True})):
+                                 ('voice_to_violin', bundled.asset_path(TRANSFER_ASSET),
+                                  {'auto_adjust': True, 'dataset_stats': os.path.join(
+                                      os.path.dirname(train_prefix), 'dataset_statistics.json')})):
     result = inference.transfer(model, source, **controls)
     transfer_files += inference.write_result(result, os.path.join(transfer_dir, name + '.wav'))
     transfer_info[name] = {k: v for k, v in result.info.items() if isinstance(v, (int, float, str, bool))}

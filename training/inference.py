@@ -580,8 +580,9 @@ def find_dataset_statistics(save_dir, gin_config=''):
     The path, or None.
   """
   candidates = [os.path.join(save_dir, STATS_NAME)]
+  # Gin writes long bindings as `name = \` and the value on the next line.
   import re  # pylint: disable=g-import-not-at-top
-  for pattern in re.findall(r"file_pattern\s*=\s*['\"]([^'\"]+)['\"]", gin_config or ''):
+  for pattern in re.findall(r"file_pattern\s*=\s*(?:\\\s*)?['\"]([^'\"]+)['\"]", gin_config or ''):
     candidates.append(os.path.join(os.path.dirname(pattern), STATS_NAME))
   for path in candidates:
     if os.path.isfile(path):
