@@ -120,7 +120,7 @@ def test_clear_errors_and_nothing_written(save_dir, tmp_path):
   out = str(tmp_path / 'never')
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(export.ExportError, match='no operative_config'):
+  with pytest.raises(export.ExportError, match='(?i)no operative_config'):
     export.export(str(empty), out)
   with pytest.raises(export.ExportError, match='not a folder'):
     export.export(str(tmp_path / 'missing'), out)

@@ -76,34 +76,23 @@ def load_model(save_dir, checkpoint=None):
   Raises:
     ExportError: no such folder, no operative config, no checkpoint, or a checkpoint that does not match.
   """
-  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
-  from ddsp.training import evaluation  # pylint: disable=g-import-not-at-top
-  from ddsp.training import models  # pylint: disable=g-import-not-at-top
-  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
-  from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
+  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   if not save_dir or not os.path.isdir(save_dir):
     raise ExportError(f'--save_dir {save_dir!r} is not a folder.')
-  if train_util.latest_operative_config(save_dir) is None:
-    raise ExportError(f'{save_dir} holds no operative_config-<step>.gin: is it a ddsp_run training folder?')
-  path = trainers.Trainer.latest_checkpoint(checkpoint or save_dir)
-  if path is None:
-    raise ExportError(f'No checkpoint found in {checkpoint or save_dir!r} (train first: ddsp_run --mode=train).')
   try:
-    ddsp_run.parse_gin(restore_dirs=[save_dir])
-    model = models.get_model()
+    model = inference.load_model(save_dir, checkpoint).model
+  except FileNotFoundError as e:
+    raise ExportError(f'{e} (train first: ddsp_run --mode=train).') from e
   except (ValueError, TypeError) as e:
-    raise ExportError(f'Cannot rebuild the model from the operative config of {save_dir}: {e}') from e
+    raise ExportError(f'Cannot rebuild or restore the model of {save_dir}: {e}') from e
   time_steps = getattr(getattr(model, 'preprocessor', None), 'time_steps', None)
   if time_steps is None:
     raise ExportError(f'The model of {save_dir} has no F0LoudnessPreprocessor with time_steps; only f0/loudness '
                       'models can be exported.')
-  example = {'f0_hz': np.full([1, time_steps], 220.0, np.float32),
-             'loudness_db': np.full([1, time_steps], -30.0, np.float32)}
-  try:
-    evaluation.restore_model(model, path, example)
-  except (ValueError, KeyError) as e:
-    raise ExportError(f'Cannot restore {path}: {e}') from e
+  # Build at the config's window (the restore of any variable not created yet happens here).
+  model({'f0_hz': np.full([1, time_steps], 220.0, np.float32),
+         'loudness_db': np.full([1, time_steps], -30.0, np.float32)}, training=False)
   return model
 
 
