@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from ddsp import core
+from ddsp import tracking
 
 
 class Processor(keras.layers.Layer):
@@ -105,6 +106,8 @@ class ProcessorGroup(Processor):
       raise ValueError(f'ProcessorGroup processor names must be unique, got duplicates {duplicates}; give each '
                        'processor a `name=`.')
     self.processors = processors
+    # Checkpoints reach each node through `dag_<i>` (a list alone is invisible to tf.train.Checkpoint).
+    tracking.track_layers(self, processors, 'dag')
     self._input_keys = keys
 
   @property

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from ddsp import core
+from ddsp import tracking
 from ddsp.training import nn
 from ddsp.training import preprocessing
 
@@ -65,6 +66,7 @@ class RnnFcDecoder(keras.layers.Layer):
     self.network_dtype = dtype
     self.input_stacks = [nn.DenseStack(self.ch, self.layers_per_stack, dtype=dtype, name=f'input_stack_{i}')
                          for i in range(len(self.input_keys))]
+    tracking.track_layers(self, self.input_stacks, 'input_stack')
     self.rnn = nn.Rnn(self.rnn_channels, rnn_type, dtype=dtype, name='rnn')
     self.out_stack = nn.DenseStack(self.ch, self.layers_per_stack, dtype=dtype, name='out_stack')
     self.dense_out = keras.layers.Dense(self.n_out, dtype=dtype, name='dense_out')

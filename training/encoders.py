@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from ddsp import core
 from ddsp import spectral_ops
+from ddsp import tracking
 from ddsp.training import nn
 from ddsp.training import preprocessing
 
@@ -232,7 +233,7 @@ class CompositeEncoder(Encoder):
     encoders = list(encoders)
     if not encoders:
       raise ValueError('CompositeEncoder needs at least one encoder.')
-    self.encoders = encoders
+    self.encoders = tracking.track_layers(self, encoders, 'encoder')
 
   def call(self, features, training=False):
     merged = dict(features)

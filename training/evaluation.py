@@ -28,6 +28,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from ddsp.training import checkpoints
 from ddsp.training import summaries
 from ddsp.training import train_util
 from ddsp.training import trainers
@@ -238,19 +239,12 @@ def restore_model(model, checkpoint, example):
   Raises:
     FileNotFoundError: if there is no checkpoint.
   """
-  path = trainers.Trainer.latest_checkpoint(checkpoint)
+  path = checkpoints.latest_checkpoint(checkpoint)
   if path is None:
     raise FileNotFoundError(f'No checkpoint found in {checkpoint!r}.')
   if not model.built or not model.trainable_variables:
     model(tf.nest.map_structure(lambda x: x[:1], example), training=False)
-  status = tf.train.Checkpoint(model=model).read(path)
-  try:
-    status.assert_existing_objects_matched()
-  except AssertionError as e:
-    raise ValueError(f'Checkpoint {path} does not match the model (was it trained with another gin '
-                     f'config?): {e}') from e
-  status.expect_partial()
-  return path, train_util.read_checkpoint_step(path)
+  return path, checkpoints.restore_weights(model, path)
 
 
 def _eval_dataset(data_provider, batch_size, num_batches):
@@ -379,7 +373,7 @@ def evaluate(data_provider=None,
     return result
 
   if mode == 'once':
-    path = trainers.Trainer.latest_checkpoint(checkpoint_dir)
+    path = checkpoints.latest_checkpoint(checkpoint_dir)
     if path is None:
       raise FileNotFoundError(f'No checkpoint to evaluate in {checkpoint_dir!r}.')
     run(path)

@@ -41,6 +41,8 @@ import numpy as np
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
+from ddsp.training import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 LOUDNESS_FLOOR_DB = -120.0
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5  # CREPE 'tiny' reads sung vowels at ~0.6-0.95.
 STATS_NAME = 'dataset_statistics.json'
@@ -52,8 +54,7 @@ class InputError(ValueError):
   """The input recording cannot be used (unreadable, silent, no voiced frames, bad curve)."""
 
 
-class IncompatibleCheckpointError(ValueError):
-  """The checkpoint's variables do not match the model built from the gin config."""
+IncompatibleCheckpointError = checkpoints.IncompatibleCheckpointError
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -345,7 +346,7 @@ def load_model(save_dir, checkpoint=None, n_samples=None, gin_params=()):
     raise FileNotFoundError(f'No operative_config-<step>.gin in {save_dir!r}: is it a ddsp_run training '
                             'folder?')
   ckpt_source = os.path.expanduser(os.fspath(checkpoint)) if checkpoint else save_dir
-  ckpt_path = trainers.Trainer.latest_checkpoint(ckpt_source)
+  ckpt_path = checkpoints.latest_checkpoint(ckpt_source)
   if ckpt_path is None:
     raise FileNotFoundError(f'No checkpoint found in {ckpt_source!r} (expected ckpt-<n>.index files or a '
                             'checkpoint prefix).')
@@ -354,17 +355,8 @@ def load_model(save_dir, checkpoint=None, n_samples=None, gin_params=()):
   trainers.set_mixed_precision(None)
   model = ddsp_run._build_model(models)  # pylint: disable=protected-access  (gin errors as GinConfigError)
   result = wrap_model(model, save_dir=save_dir, gin_config=gin_text, operative_config=operative)
-  try:
-    status = tf.train.Checkpoint(model=model).read(ckpt_path)
-    status.assert_existing_objects_matched()
-    status.expect_partial()
-  except (AssertionError, ValueError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise IncompatibleCheckpointError(
-        f'Checkpoint {ckpt_path} does not match the model built from the gin config of {save_dir!r} '
-        f'(trained with another config?): {first_line}') from e
+  result.step = checkpoints.restore_weights(model, ckpt_path)
   result.checkpoint = ckpt_path
-  result.step = train_util.read_checkpoint_step(ckpt_path)
   if n_samples:
     result.set_length(result.n_frames(n_samples))
   logging.info('Loaded %s (step %s): %d Hz, %.6g frames/s.', ckpt_path, result.step, result.sample_rate,

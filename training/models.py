@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from ddsp import losses as ddsp_losses
 from ddsp import processors
+from ddsp import tracking
 
 
 def _features_dict(features):
@@ -80,7 +81,7 @@ class Autoencoder(keras.Model):
     for loss in losses:
       _force_float32(loss)
     # `losses` is a reserved Keras attribute; keep the loss layers under another name.
-    self.loss_objs = list(losses)
+    self.loss_objs = tracking.track_layers(self, losses, 'loss')
 
   def build(self, input_shape=None):
     # Sub-layers build themselves on the first call; nothing to create here.

@@ -14,6 +14,8 @@ import gin
 import keras
 import tensorflow as tf
 
+from ddsp import tracking
+
 _NETWORK_DTYPE = None
 
 
@@ -207,6 +209,8 @@ class DenseStack(keras.layers.Layer):
         LayerNorm(dtype=self.dtype_policy, name=f'layer_norm_{i}')
         for i in range(self.n_layers)
     ]
+    tracking.track_layers(self, self.dense_layers, 'dense')
+    tracking.track_layers(self, self.norm_layers, 'norm')
 
   def build(self, input_shape):
     in_ch = input_shape[-1]
@@ -373,6 +377,7 @@ class SpectrogramResNet(keras.layers.Layer):
     self.stem_norm = LayerNorm(dtype=policy, name='stem_norm')
     self.blocks = [_ResidualBlock(c, freq_stride=2, dtype=policy, name=f'block_{i}')
                    for i, c in enumerate(self.block_ch)]
+    tracking.track_layers(self, self.blocks, 'block')
 
   def call(self, spectrogram):
     x = spectrogram

@@ -28,6 +28,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from ddsp.training import checkpoints
 from ddsp.training import summaries
 from ddsp.training import trainers
 
@@ -464,12 +465,7 @@ def _write_step_summaries(trainer, losses, grad_norm, local_batch, step, steps_p
     logging.warning('Could not write audio/figure summaries at step %d: %s', step, e)
 
 
-def read_checkpoint_step(path):
-  """The optimiser step stored in a checkpoint (from its variables, without building a model)."""
-  for name, _ in tf.train.list_variables(path):
-    if name.startswith('optimizer/') and 'iteration' in name:
-      return int(tf.train.load_variable(path, name))
-  return None
+read_checkpoint_step = checkpoints.read_checkpoint_step
 
 
 def dump_json_atomic(path, obj):

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ddsp.training import checkpoints
+
 MIXED_PRECISION_MODES = (None, 'none', 'bfloat16', 'float16')
 
 
@@ -94,12 +96,6 @@ def _local_task_id(strategy):
   if resolver is None:
     return 0
   return int(getattr(resolver, 'task_id', 0) or 0)
-
-
-def _checkpoint_number(prefix):
-  """N for a checkpoint prefix '.../ckpt-N', else None."""
-  tail = os.path.basename(prefix).rsplit('-', 1)[-1]
-  return int(tail) if tail.isdigit() else None
 
 
 def _first_examples(batch, n):
@@ -293,31 +289,8 @@ class Trainer:
 
   @staticmethod
   def latest_checkpoint(checkpoint_dir_or_path):
-    """The newest checkpoint prefix in a directory (or the given prefix itself); None if there is none.
-
-    A process killed right after writing `ckpt-N.index` but before updating the `checkpoint` state file
-    leaves a complete checkpoint that the state file does not list (TensorFlow writes the index last): the
-    highest-numbered `ckpt-N.index` in the folder counts too.
-    """
-    if not checkpoint_dir_or_path:
-      return None
-    if tf.io.gfile.isdir(checkpoint_dir_or_path):
-      candidates = {}
-      listed = tf.train.latest_checkpoint(checkpoint_dir_or_path)
-      if listed:
-        candidates[listed] = _checkpoint_number(listed)
-      for name in tf.io.gfile.listdir(checkpoint_dir_or_path):
-        if name.startswith('ckpt-') and name.endswith('.index'):
-          prefix = os.path.join(checkpoint_dir_or_path, name[:-len('.index')])
-          number = _checkpoint_number(prefix)
-          if number is not None:
-            candidates[prefix] = number
-      if not candidates:
-        return None
-      return max(candidates, key=lambda p: (candidates[p] is not None, candidates[p] or 0))
-    if tf.io.gfile.exists(checkpoint_dir_or_path + '.index'):
-      return checkpoint_dir_or_path
-    return None
+    """The newest checkpoint prefix in a directory (or the prefix itself); see `checkpoints.latest_checkpoint`."""
+    return checkpoints.latest_checkpoint(checkpoint_dir_or_path)
 
   def restore(self, checkpoint_dir_or_path, expect_iterator=False):
     """Restores model, optimiser (and iterator, if the checkpoint has one) from a directory or a prefix.
