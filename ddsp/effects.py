@@ -48,14 +48,22 @@ class Reverb(_ReverbBase):
 
   `Reverb(trainable=True)(audio)` learns the IR (`reverb_length` taps) as a variable; `Reverb()(audio, ir)`
   takes the IR as an input. The first IR sample is masked (the dry path is added separately when add_dry).
+
+  `ir_scale`: the learned IR is `ir_scale * variable` (the variable starts at N(0, (1e-6 / ir_scale)^2), so
+  the initial IR is the same for every scale). Adam moves each variable by about its learning rate per step
+  whatever the gradient's size, so the IR's taps move `ir_scale` times as fast as the network's weights; 1.0 is
+  the paper's parameterisation.
   """
 
-  def __init__(self, trainable=False, reverb_length=48000, add_dry=True, name='reverb', **kwargs):
+  def __init__(self, trainable=False, reverb_length=48000, add_dry=True, ir_scale=1.0, name='reverb', **kwargs):
     super().__init__(add_dry=add_dry, name=name, trainable=trainable, **kwargs)
     self.reverb_length = int(reverb_length)
+    if not float(ir_scale) > 0:
+      raise ValueError(f'Reverb: ir_scale must be > 0, got {ir_scale}.')
+    self.ir_scale = float(ir_scale)
     if trainable:
       self.ir = self.add_weight(shape=(self.reverb_length,), name='ir', trainable=True,
-                                initializer=keras.initializers.RandomNormal(stddev=1e-6, seed=0))
+                                initializer=keras.initializers.RandomNormal(stddev=1e-6 / self.ir_scale, seed=0))
     else:
       self.ir = None
 
@@ -63,7 +71,10 @@ class Reverb(_ReverbBase):
     """The learned impulse response `[1, reverb_length]` (direct-path sample masked)."""
     if self.ir is None:
       raise ValueError('This Reverb is not trainable: its IR is an input.')
-    return self._mask_dry_ir(tf.convert_to_tensor(self.ir)[tf.newaxis])
+    ir = tf.convert_to_tensor(self.ir)[tf.newaxis]
+    if self.ir_scale != 1.0:
+      ir = self.ir_scale * ir
+    return self._mask_dry_ir(ir)
 
   def get_controls(self, audio, ir=None):
     """Args: audio `[batch, n_samples]`; ir `[batch, ir_size]` unless trainable."""

@@ -28,14 +28,15 @@ class SpectralLoss(keras.layers.Layer):
   S_i are STFT magnitudes at each FFT size with 75% overlap; each term is a mean over its elements. Optional
   terms: differences along time (`delta_time_weight`) and frequency (`delta_freq_weight`), cumulative sums over
   frequency (`cumsum_freq_weight`, an earth-mover-like term), and the A-weighted loudness curve
-  (`loudness_weight`).
+  (`loudness_weight`). `center=True` pads half a frame on both sides of the signal before framing (frame t
+  centred on sample t * hop); False frames from the first sample.
 
   `SpectralLoss(...)(target_audio [B,N], audio [B,N]) -> scalar`.
   """
 
   def __init__(self, fft_sizes=(2048, 1024, 512, 256, 128, 64), loss_type='L1', mag_weight=1.0,
                logmag_weight=1.0, delta_time_weight=0.0, delta_freq_weight=0.0, cumsum_freq_weight=0.0,
-               loudness_weight=0.0, overlap=0.75, log_eps=1e-5, sample_rate=16000, frame_rate=250,
+               loudness_weight=0.0, overlap=0.75, log_eps=1e-5, sample_rate=16000, frame_rate=250, center=True,
                name='spectral_loss', **kwargs):
     super().__init__(name=name, **kwargs)
     if loss_type not in ('L1', 'L2'):
@@ -51,6 +52,7 @@ class SpectralLoss(keras.layers.Layer):
     self.overlap = float(overlap)
     self.log_eps = float(log_eps)
     self.sample_rate, self.frame_rate = int(sample_rate), int(frame_rate)
+    self.center = bool(center)
 
   def call(self, target_audio, audio):
     target_audio = core.tf_float32(target_audio, 'target_audio')
@@ -62,8 +64,8 @@ class SpectralLoss(keras.layers.Layer):
     loss = 0.0
     diff = lambda a, b: mean_difference(a, b, self.loss_type)
     for size in self.fft_sizes:
-      target_mag = spectral_ops.compute_mag(target_audio, size, self.overlap)
-      value_mag = spectral_ops.compute_mag(audio, size, self.overlap)
+      target_mag = spectral_ops.compute_mag(target_audio, size, self.overlap, self.center)
+      value_mag = spectral_ops.compute_mag(audio, size, self.overlap, self.center)
       if self.mag_weight > 0:
         loss += self.mag_weight * diff(target_mag, value_mag)
       if self.logmag_weight > 0 or self.delta_time_weight > 0 or self.delta_freq_weight > 0:

@@ -192,3 +192,30 @@ def test_sample_mode_writes_wavs_and_pngs(trained_dir):
         png = tf.io.decode_png(f.read()).numpy()
       assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 100
   assert not [n for n in os.listdir(out['output_dir']) if '.tmp-' in n]  # atomic writes left no temp files
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Level and inter-partial noise floor (closed forms).
+# ------------------------------------------------------------------------------------------------------------
+def test_rms_db_of_a_full_scale_sine_and_of_half_amplitude():
+  t = np.arange(16000) / 16000.0
+  sine = np.sin(2 * np.pi * 1000.0 * t)
+  assert evaluation.rms_db(sine) == pytest.approx(-3.0103, abs=1e-3)
+  assert evaluation.rms_db(0.5 * sine) == pytest.approx(-3.0103 - 6.0206, abs=1e-3)
+
+
+@pytest.mark.parametrize('f0', [196.0, 330.0])
+def test_interpartial_floor_reads_the_added_noise_variance_not_the_partials(f0):
+  rng = np.random.default_rng(0)
+  sr, fr, n = 16000, 250, 32000
+  t = np.arange(n) / sr
+  partials = sum((0.2 / k) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 30) if k * f0 < sr / 2)
+  f0_curve = np.full(n // 64, f0)
+  sigma = 1e-3  # white noise at -60 dB per sample
+  noisy = partials + sigma * rng.standard_normal(n)
+  assert evaluation.interpartial_floor_db(noisy, f0_curve, sr, fr) == pytest.approx(-60.0, abs=0.7)
+  # Without the noise, only the window's side lobes remain between the partials: far below.
+  assert evaluation.interpartial_floor_db(partials, f0_curve, sr, fr) < -85.0
+  # Unvoiced frames (f0 = 0) and a mask that excludes everything give NaN.
+  assert np.isnan(evaluation.interpartial_floor_db(noisy, np.zeros_like(f0_curve), sr, fr))
+  assert np.isnan(evaluation.interpartial_floor_db(noisy, f0_curve, sr, fr, voiced=np.zeros(len(f0_curve), bool)))

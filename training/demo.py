@@ -38,6 +38,8 @@ _FLAGS_DEFINED = False
 TRAIN_ASSET = 'violin_phrase.flac'
 EVAL_ASSET = 'violin_phrase_eval.flac'
 TRANSFER_ASSET = 'voice_like_phrase.flac'
+DEFAULT_GIN_FILE = 'papers/iclr2020/tiny_instrument.gin'
+DEFAULT_LEARNING_RATE = 1e-3
 
 
 def define_flags():
@@ -48,9 +50,10 @@ def define_flags():
   flags.DEFINE_string('output_dir', 'demo_out', 'Where the data, model, samples and report go.')
   flags.DEFINE_integer('num_steps', 600, 'Training steps (the paper trains for tens of thousands).')
   flags.DEFINE_integer('batch_size', 8, 'Global batch size (4 s examples).')
-  flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate (the paper uses 3e-4 for long runs).')
+  flags.DEFINE_float('learning_rate', DEFAULT_LEARNING_RATE,
+                     'Adam learning rate (the paper uses 3e-4 for long runs).')
   flags.DEFINE_integer('steps_per_save', 100, 'Checkpoint interval (a re-run resumes from the last one).')
-  flags.DEFINE_string('gin_file', 'papers/iclr2020/tiny_instrument.gin', 'Model recipe.')
+  flags.DEFINE_string('gin_file', DEFAULT_GIN_FILE, 'Model recipe.')
   flags.DEFINE_multi_string('gin_param', [], 'Extra gin bindings for training.')
   flags.DEFINE_string('train_audio', None, 'Audio file(s) (glob) to train on instead of the bundled phrase.')
   flags.DEFINE_string('eval_audio', None, 'Audio file(s) (glob) to evaluate on instead of the bundled one.')
@@ -61,7 +64,7 @@ def _n_examples(report):
   return sum(written.values()) if isinstance(written, dict) else int(written)
 
 
-def _prepare(patterns, output_prefix, log):
+def prepare_once(patterns, output_prefix, log=print):
   """Prepares TFRecords unless a complete preparation already exists at `output_prefix`."""
   from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
   report_path = os.path.join(os.path.dirname(output_prefix), 'prepare_report.json')
@@ -76,9 +79,17 @@ def _prepare(patterns, output_prefix, log):
   return report
 
 
-def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_per_save=100,
-             gin_file='papers/iclr2020/tiny_instrument.gin', gin_params=(), train_audio=None, eval_audio=None,
-             log=print):
+def train_params(train_prefix, batch_size, learning_rate):
+  """The gin bindings that point a recipe at prepared TFRecords, with the demo's batch and learning rate."""
+  return [
+      f"TFRecordProvider.file_pattern = '{train_prefix}-*'",
+      f'batch_size = {int(batch_size)}',
+      f'Trainer.learning_rate = {float(learning_rate)!r}',
+  ]
+
+
+def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEARNING_RATE, steps_per_save=100,
+             gin_file=DEFAULT_GIN_FILE, gin_params=(), train_audio=None, eval_audio=None, log=print):
   """Runs prepare -> train -> eval -> sample; returns the report dict (also written to demo_report.json)."""
   from ddsp import bundled  # pylint: disable=g-import-not-at-top
   from ddsp import file_utils  # pylint: disable=g-import-not-at-top
@@ -96,19 +107,15 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
 
   log(f'[1/5] prepare: {train_audio} and {eval_audio} -> {os.path.join(output_dir, "data")}')
   t0 = time.time()
-  train_report = _prepare(train_audio, train_prefix, log)
-  eval_report = _prepare(eval_audio, eval_prefix, log)
+  train_report = prepare_once(train_audio, train_prefix, log)
+  eval_report = prepare_once(eval_audio, eval_prefix, log)
   timings['prepare_s'] = time.time() - t0
 
-  train_params = [
-      f"TFRecordProvider.file_pattern = '{train_prefix}-*'",
-      f'batch_size = {int(batch_size)}',
-      f'Trainer.learning_rate = {float(learning_rate)!r}',
-  ] + list(gin_params)
+  params = train_params(train_prefix, batch_size, learning_rate) + list(gin_params)
   log(f'[2/5] train: {gin_file}, {num_steps} steps of batch {batch_size} -> {save_dir} '
       f'(tensorboard --logdir {save_dir})')
   t0 = time.time()
-  train_result = ddsp_run.run('train', save_dir, gin_files=[gin_file], gin_params=train_params,
+  train_result = ddsp_run.run('train', save_dir, gin_files=[gin_file], gin_params=params,
                               num_steps=num_steps, steps_per_save=steps_per_save,
                               steps_per_summary=max(1, min(100, num_steps // 4)), progress_bar=True)
   timings['train_s'] = time.time() - t0
@@ -144,6 +151,10 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
     result = inference.transfer(model, source, **controls)
     transfer_files += inference.write_result(result, os.path.join(transfer_dir, name + '.wav'))
     transfer_info[name] = {k: v for k, v in result.info.items() if isinstance(v, (int, float, str, bool))}
+    if name == 'eval_phrase_resynthesis':
+      from ddsp.training import evaluation  # pylint: disable=g-import-not-at-top
+      phrase = evaluation.resynthesis_quality(result.audio_input, result.audio, model.sample_rate,
+                                              model.frame_rate)
   timings['transfer_s'] = time.time() - t0
   timings['total_s'] = time.time() - t_start
 
@@ -160,6 +171,7 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
       'final_train_losses': train_result.get('losses'),
       'steps_per_sec': train_result.get('steps_per_sec'),
       'eval_metrics': metrics,
+      'heldout_phrase': phrase,
       'checkpoint': train_result.get('checkpoint'),
       'samples': sorted(os.path.relpath(p, output_dir) for p in sample_result['files']),
       'transfer': sorted(os.path.relpath(p, output_dir) for p in transfer_files),
@@ -170,6 +182,10 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=1e-3, steps_
   log('')
   log(f'Done in {timings["total_s"]:.0f} s. Held-out metrics: ' +
       ', '.join(f'{k} {v:.3f}' for k, v in metrics.items() if v is not None))
+  log(f'Held-out phrase, whole: output level {phrase["rms_out_db"]:.1f} dBFS vs input {phrase["rms_in_db"]:.1f} '
+      f'dBFS ({phrase["level_db"]:+.1f} dB); loudness L1 {phrase["loudness_l1"]:.2f} dB, f0 L1 '
+      f'{phrase["f0_l1"]:.3f} semitones, outliers {phrase["f0_outlier_ratio"]:.3f}; noise floor between '
+      f'partials {phrase["floor_db"]:+.1f} dB vs the input')
   log(f'Listen: {transfer_dir}/eval_phrase_resynthesis.wav (held-out phrase), {transfer_dir}/voice_to_violin.wav '
       f'(timbre transfer), {sample_result["output_dir"]}/ (4 s windows); report: '
       f'{os.path.join(output_dir, "demo_report.json")}')

@@ -26,6 +26,7 @@ import time
 from absl import logging
 import gin
 import numpy as np
+import scipy.signal
 import tensorflow as tf
 
 from ddsp.training import checkpoints
@@ -215,6 +216,93 @@ class ResynthesisMetrics:
     for name, total in self._extra_sums.items():
       out[name] = total / self._examples
     return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Level and noise: what the Table 1 metrics do not show.
+# ------------------------------------------------------------------------------------------------------------
+def rms_db(audio):
+  """RMS level of a whole signal in dB relative to full scale (a full-scale sine reads -3.01 dB)."""
+  audio = np.asarray(audio, np.float64).reshape(-1)
+  return float(10.0 * np.log10(np.mean(audio ** 2) + 1e-20))
+
+
+def interpartial_floor_db(audio, f0_hz, sample_rate=16000, frame_rate=250, n_fft=2048, max_harmonic=10,
+                          voiced=None):
+  """Level (dB) of the spectrum halfway between neighbouring partials: the noise a harmonic synth lacks.
+
+  Every frame that lies wholly inside the signal (4-term Blackman-Harris window of `n_fft` samples, side lobes
+  below -92 dB so that the partials do not leak into the measurement; centred, hop sample_rate / frame_rate)
+  with f0 > 0 (and `voiced`, if given) is sampled at the frequencies (k + 1/2) f0 for k = 1 .. max_harmonic
+  below 0.9 x Nyquist. The power there (mean of the 3 nearest bins, scaled so that white noise of variance s2
+  reads s2) is averaged per frame, and the median over frames is returned in dB: a few onsets do not move it.
+
+  Args:
+    audio: `[n_samples]`.
+    f0_hz: `[n_frames]` f0 of the frames (e.g. CREPE's reading of the input).
+    voiced: optional boolean mask `[n_frames]`.
+
+  Returns:
+    The floor in dB (NaN when no frame qualifies).
+  """
+  audio = np.asarray(audio, np.float64).reshape(-1)
+  f0_hz = np.asarray(f0_hz, np.float64).reshape(-1)
+  hop = int(round(sample_rate / frame_rate))
+  window = scipy.signal.get_window('blackmanharris', n_fft)
+  padded = np.pad(audio, (n_fft // 2, n_fft // 2))
+  n_frames = min(len(f0_hz), 1 + (len(padded) - n_fft) // hop)
+  mask = f0_hz[:n_frames] > 0
+  if voiced is not None:
+    mask &= np.asarray(voiced, bool).reshape(-1)[:n_frames]
+  starts = np.arange(n_frames) * hop - n_fft // 2  # first sample of each frame in the unpadded signal
+  mask &= (starts >= 0) & (starts + n_fft <= len(audio))
+  frames = np.flatnonzero(mask)
+  if not frames.size:
+    return float('nan')
+  segments = np.stack([padded[i * hop:i * hop + n_fft] for i in frames]) * window
+  # Power per bin, scaled so that white noise of variance s2 reads s2 (divide by the window's energy).
+  power = np.abs(np.fft.rfft(segments, axis=-1)) ** 2 / np.sum(window ** 2)
+  bin_hz = sample_rate / n_fft
+  k = np.arange(1, max_harmonic + 1) + 0.5
+  freqs = f0_hz[frames, None] * k[None]
+  ok = freqs < 0.9 * sample_rate / 2
+  bins = np.clip(np.round(freqs / bin_hz).astype(int), 1, power.shape[1] - 2)
+  rows = np.arange(len(frames))[:, None]
+  local = (power[rows, bins - 1] + power[rows, bins] + power[rows, bins + 1]) / 3.0
+  per_frame = np.sum(local * ok, axis=1) / np.maximum(np.sum(ok, axis=1), 1)
+  per_frame = per_frame[np.any(ok, axis=1)]
+  if not per_frame.size:
+    return float('nan')
+  return float(10.0 * np.log10(np.median(per_frame) + 1e-20))
+
+
+def resynthesis_quality(audio_in, audio_out, sample_rate=16000, frame_rate=250, crepe_model='tiny',
+                        crepe_frame_rate=100, confidence_threshold=0.85):
+  """Every figure of a resynthesis of one recording: Table 1 metrics, level and inter-partial noise floor.
+
+  Args:
+    audio_in, audio_out: `[n_samples]` the recording and its resynthesis (same length).
+
+  Returns:
+    dict: loudness_l1, f0_l1, f0_outlier_ratio, spectral_loss (as `ResynthesisMetrics`), rms_in_db,
+    rms_out_db, level_db (out - in), floor_in_db, floor_out_db, floor_db (out - in; between partials, over
+    the frames where the input's CREPE confidence >= `confidence_threshold`).
+  """
+  audio_in = np.asarray(audio_in, np.float32).reshape(1, -1)
+  audio_out = np.asarray(audio_out, np.float32).reshape(1, -1)
+  metrics = ResynthesisMetrics(sample_rate, frame_rate, crepe_model, confidence_threshold,
+                               crepe_frame_rate=crepe_frame_rate)
+  metrics.update(audio_in, audio_out)
+  out = {k: v for k, v in metrics.result().items() if k in ('loudness_l1', 'f0_l1', 'f0_outlier_ratio',
+                                                             'spectral_loss')}
+  f0, confidence = compute_f0(audio_in, sample_rate, frame_rate, crepe_model, crepe_frame_rate)
+  voiced = confidence[0] >= confidence_threshold
+  out['rms_in_db'], out['rms_out_db'] = rms_db(audio_in), rms_db(audio_out)
+  out['level_db'] = out['rms_out_db'] - out['rms_in_db']
+  out['floor_in_db'] = interpartial_floor_db(audio_in[0], f0[0], sample_rate, frame_rate, voiced=voiced)
+  out['floor_out_db'] = interpartial_floor_db(audio_out[0], f0[0], sample_rate, frame_rate, voiced=voiced)
+  out['floor_db'] = out['floor_out_db'] - out['floor_in_db']
+  return out
 
 
 # ------------------------------------------------------------------------------------------------------------

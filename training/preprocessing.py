@@ -24,8 +24,8 @@ def unscale_f0(f0_scaled):
 
 
 def scale_loudness_db(loudness_db, range_db=LOUDNESS_RANGE_DB):
-  """Loudness in dB (0 dBFS at full scale, floor `-range_db`) -> `loudness_db / range_db + 1` (0..1)."""
-  return loudness_db / range_db + 1.0
+  """Loudness in dB (0 dBFS at full scale) -> `max(loudness_db, -range_db) / range_db + 1` (0..1). Any shape."""
+  return tf.maximum(loudness_db, -float(range_db)) / float(range_db) + 1.0
 
 
 def get_feature(features, key, owner):
@@ -64,15 +64,21 @@ class F0LoudnessPreprocessor(keras.layers.Layer):
 
   Args:
     time_steps: frame count of the outputs (the decoder's time steps; 1000 for 4 s at 250 Hz).
+    loudness_range_db: `ld_scaled = max(loudness_db, -range) / range + 1`; 120 (SPEC §5) spans the whole
+      loudness scale, a smaller range spreads the levels an instrument plays at over more of 0..1.
     require_f0: when False, a missing `f0_hz` is allowed (e.g. an encoder learns f0) and only the loudness
       outputs are produced.
   """
 
-  def __init__(self, time_steps=1000, require_f0=True, name='f0_loudness_preprocessor', **kwargs):
+  def __init__(self, time_steps=1000, loudness_range_db=LOUDNESS_RANGE_DB, require_f0=True,
+               name='f0_loudness_preprocessor', **kwargs):
     super().__init__(name=name, dtype='float32', **kwargs)
     if int(time_steps) <= 0:
       raise ValueError(f'`time_steps` must be > 0, got {time_steps}.')
+    if not float(loudness_range_db) > 0:
+      raise ValueError(f'`loudness_range_db` must be > 0, got {loudness_range_db}.')
     self.time_steps = int(time_steps)
+    self.loudness_range_db = float(loudness_range_db)
     self.require_f0 = bool(require_f0)
 
   def call(self, features):
@@ -80,7 +86,7 @@ class F0LoudnessPreprocessor(keras.layers.Layer):
     outputs = {}
     loudness_db = at_time_steps(get_feature(features, 'loudness_db', owner), self.time_steps, 'loudness_db')
     outputs['loudness_db'] = loudness_db
-    outputs['ld_scaled'] = scale_loudness_db(loudness_db)
+    outputs['ld_scaled'] = scale_loudness_db(loudness_db, self.loudness_range_db)
     if 'f0_hz' in features or self.require_f0:
       f0_raw = core.ensure_3d(get_feature(features, 'f0_hz', owner), 'f0_hz')
       outputs['f0_scaled'] = at_time_steps(scale_f0_hz(f0_raw), self.time_steps, 'f0_scaled')

@@ -367,7 +367,8 @@ class StreamingModel(tf.Module):
   def _decode(self, f0_hz, loudness_db, gru_state):
     """Decoder on one block: `[B, F]` f0 and loudness -> `[B, F, n_out]` outputs and the new GRU state."""
     feats = {'f0_scaled': preprocessing.scale_f0_hz(f0_hz[..., tf.newaxis]),
-             'ld_scaled': preprocessing.scale_loudness_db(loudness_db[..., tf.newaxis])}
+             'ld_scaled': preprocessing.scale_loudness_db(loudness_db[..., tf.newaxis],
+                                                          self.model.preprocessor.loudness_range_db)}
     dec = self.decoder
     stacks = [stack(feats[k]) for stack, k in zip(dec.input_stacks, dec.input_keys)]
     x = stacks[0] if len(stacks) == 1 else tf.concat(stacks, axis=-1)

@@ -103,6 +103,30 @@ def _first_examples(batch, n):
   return tf.nest.map_structure(lambda x: x[:n], batch)
 
 
+class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """`lr(step) = learning_rate * decay_rate ** (step / decay_steps) * min(1, (step + 1) / warmup_steps)`.
+
+  A linear warm-up over the first `warmup_steps` updates (none when 0), then the paper's exponential decay.
+  """
+
+  def __init__(self, learning_rate, decay_steps, decay_rate, warmup_steps=0):
+    self.learning_rate = float(learning_rate)
+    self.decay_steps = int(decay_steps)
+    self.decay_rate = float(decay_rate)
+    self.warmup_steps = int(warmup_steps)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    lr = self.learning_rate * tf.pow(self.decay_rate, step / float(self.decay_steps))
+    if self.warmup_steps > 0:
+      lr *= tf.minimum(1.0, (step + 1.0) / float(self.warmup_steps))
+    return lr
+
+  def get_config(self):
+    return {'learning_rate': self.learning_rate, 'decay_steps': self.decay_steps, 'decay_rate': self.decay_rate,
+            'warmup_steps': self.warmup_steps}
+
+
 @gin.configurable
 class Trainer:
   """Distributed optimisation of a DDSP model (see the module docstring).
@@ -117,6 +141,8 @@ class Trainer:
     lr_decay_steps: the learning rate is multiplied by `lr_decay_rate` every `lr_decay_steps` steps
       (continuously: lr(step) = learning_rate * lr_decay_rate ** (step / lr_decay_steps)).
     lr_decay_rate: see above; 1.0 disables the decay.
+    lr_warmup_steps: the learning rate rises linearly from learning_rate / lr_warmup_steps to learning_rate
+      over the first lr_warmup_steps updates (0: no warm-up).
     grad_clip_norm: clip the all-reduced gradients to this global norm; None or 0 disables clipping.
     checkpoints_to_keep: how many of the newest checkpoints `CheckpointManager` keeps.
     jit_compile: compile the per-replica forward + backward pass with XLA.
@@ -131,6 +157,7 @@ class Trainer:
                learning_rate=3e-4,
                lr_decay_steps=10000,
                lr_decay_rate=0.98,
+               lr_warmup_steps=0,
                grad_clip_norm=3.0,
                checkpoints_to_keep=3,
                jit_compile=False,
@@ -146,6 +173,8 @@ class Trainer:
       raise ValueError(f'lr_decay_steps must be a positive integer, got {lr_decay_steps!r}.')
     if not 0.0 < lr_decay_rate <= 1.0:
       raise ValueError(f'lr_decay_rate must be in (0, 1], got {lr_decay_rate}.')
+    if not (isinstance(lr_warmup_steps, (int, np.integer)) and lr_warmup_steps >= 0):
+      raise ValueError(f'lr_warmup_steps must be an integer >= 0, got {lr_warmup_steps!r}.')
     if grad_clip_norm is not None and grad_clip_norm < 0:
       raise ValueError(f'grad_clip_norm must be >= 0 or None, got {grad_clip_norm}.')
     if not (isinstance(checkpoints_to_keep, (int, np.integer)) and checkpoints_to_keep >= 1):
@@ -158,6 +187,7 @@ class Trainer:
     self.learning_rate = float(learning_rate)
     self.lr_decay_steps = int(lr_decay_steps)
     self.lr_decay_rate = float(lr_decay_rate)
+    self.lr_warmup_steps = int(lr_warmup_steps)
     self.grad_clip_norm = float(grad_clip_norm) if grad_clip_norm else None
     self.checkpoints_to_keep = int(checkpoints_to_keep)
     self.jit_compile = bool(jit_compile)
@@ -165,10 +195,8 @@ class Trainer:
     self._check_policy()
 
     with self.strategy.scope():
-      self.learning_rate_schedule = keras.optimizers.schedules.ExponentialDecay(
-          initial_learning_rate=self.learning_rate,
-          decay_steps=self.lr_decay_steps,
-          decay_rate=self.lr_decay_rate)
+      self.learning_rate_schedule = WarmupExponentialDecay(self.learning_rate, self.lr_decay_steps,
+                                                           self.lr_decay_rate, self.lr_warmup_steps)
       optimizer = _PreReducedAdam(learning_rate=self.learning_rate_schedule,
                                   global_clipnorm=self.grad_clip_norm, name='adam')
       if self.mixed_precision == 'float16':
