@@ -117,11 +117,12 @@ def restore_weights(model, path):
     if not _restore_from_optimizer_list(model, path):
       first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise IncompatibleCheckpointError(
-          f'Checkpoint {path} does not hold every variable of the model (trained with another gin config?): '
+          f'Checkpoint {path} does not match the model: it lacks some of its variables (another gin config?): '
           f'{first_line}') from e
     logging.warning('Checkpoint %s predates full model tracking: its weights were read from the optimiser\'s '
                     'variable list (number and shapes checked). Re-save it to upgrade.', path)
   except (ValueError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError) as e:
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise IncompatibleCheckpointError(f'Checkpoint {path} cannot be restored into the model: {first_line}') from e
+    raise IncompatibleCheckpointError(f'Checkpoint {path} does not match the model (another gin config?): '
+                                      f'{first_line}') from e
   return read_checkpoint_step(path)
