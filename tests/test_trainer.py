@@ -286,11 +286,17 @@ _MIRRORED_SCRIPT = textwrap.dedent('''
 # that one and two replicas compute exactly the same function.
 _NO_NOISE = ("ProcessorGroup.dag = [(@synths.Harmonic(), ['amps', 'harmonic_distribution', 'f0_hz']), "
              "(@effects.Reverb(), ['harmonic/signal'])]")
+# The log-magnitude term's gradient is 1/|X| in bins just above its 1e-5 floor (the release into silence),
+# where float32 rounding of the STFT is ~10 % of |X|: there the reverb IR's gradient differs by ~15 % between
+# any two graphs that sum in another order (eager vs tf.function on one device already do). The linear
+# magnitude term is well conditioned (one device vs two agree to 1e-6 on every variable), so the check of the
+# all-reduce uses it alone.
+_LINEAR_MAG_LOSS = 'SpectralLoss.logmag_weight = 0.0'
 
 
 def test_mirrored_two_cpus_matches_one_device(tmp_path):
   script = tmp_path / 'mirrored.py'
-  script.write_text(_MIRRORED_SCRIPT.format(files=TINY_FILES, params=TINY_PARAMS + [_NO_NOISE]))
+  script.write_text(_MIRRORED_SCRIPT.format(files=TINY_FILES, params=TINY_PARAMS + [_NO_NOISE, _LINEAR_MAG_LOSS]))
   proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=_env())
   lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
   assert proc.returncode == 0 and lines, proc.stderr[-3000:]
