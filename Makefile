@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: test demo demo-fit bench install clean
+.PHONY: test lint demo demo-fit bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ $(STAMP): $(PY) setup.py constraints.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Lint (ruff, ruff.toml) and the import contracts between the layers (.importlinter).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) scripts/check_imports.py
+
+test: lint
 	$(PY) -m pytest -q -n 2 --dist loadfile tests $(PYTEST_ARGS)
 
 # The whole workflow on the bundled violin: prepare (Beam) -> train (tiny_instrument) -> eval -> sample.

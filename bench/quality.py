@@ -68,10 +68,11 @@ def run(output_dir, steps, eval_every, batch_size, learning_rate=None, gin_file=
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   from ddsp import bundled  # pylint: disable=g-import-not-at-top
   from ddsp import file_utils  # pylint: disable=g-import-not-at-top
-  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
+  from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
   from ddsp.training import demo  # pylint: disable=g-import-not-at-top
   from ddsp.training import evaluation  # pylint: disable=g-import-not-at-top
   from ddsp.training import inference  # pylint: disable=g-import-not-at-top
+  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
 
   gin_file = gin_file or demo.DEFAULT_GIN_FILE
   learning_rate = demo.DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
@@ -91,11 +92,11 @@ def run(output_dir, steps, eval_every, batch_size, learning_rate=None, gin_file=
   while step < steps:
     step = min(steps, step + eval_every)
     t0 = time.time()
-    ddsp_run.run('train', save_dir, gin_files=[gin_file], gin_params=params, num_steps=step,
+    experiment.run('train', save_dir, gin_files=[gin_file], gin_params=params, num_steps=step,
                  steps_per_save=eval_every, steps_per_summary=0, progress_bar=False)
     train_s += time.time() - t0
     model = inference.load_model(save_dir)
-    result = inference.transfer(model, eval_audio, source_sample_rate=rate, crepe_frame_rate=100)
+    result = resynthesis.transfer(model, eval_audio, source_sample_rate=rate, crepe_frame_rate=100)
     out = np.asarray(result.audio, np.float32).reshape(-1)[:len(eval_audio)]
     quality = evaluation.resynthesis_quality(eval_audio, out, model.sample_rate, model.frame_rate)
     row = dict(step=step, train_s=train_s, **quality)
@@ -116,8 +117,8 @@ def run(output_dir, steps, eval_every, batch_size, learning_rate=None, gin_file=
 
 def main(argv):
   del argv
-  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
-  ddsp_run.quiet_library_logging()
+  from ddsp import cli  # pylint: disable=g-import-not-at-top
+  cli.quiet_library_logging()
   run(FLAGS.output_dir, FLAGS.steps, FLAGS.eval_every, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.gin_file,
       FLAGS.gin_param, FLAGS.fresh, FLAGS.label)
   return 0

@@ -82,7 +82,7 @@ def main(argv):
   from ddsp.training import configs  # pylint: disable=g-import-not-at-top
   from ddsp.training import models  # pylint: disable=unused-import,g-import-not-at-top
   from ddsp.training import nn  # pylint: disable=g-import-not-at-top
-  import ddsp.training  # pylint: disable=unused-import,g-import-not-at-top
+  import ddsp.training  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top  (registers the configurables)
 
   keras.utils.set_random_seed(FLAGS.seed)
   nn.set_network_dtype(None if FLAGS.mixed_precision == 'none' else FLAGS.mixed_precision)
@@ -162,7 +162,7 @@ def main(argv):
         f'n_samples={n_samples} replicas={strategy.num_replicas_in_sync} '
         f'mixed_precision={FLAGS.mixed_precision} jit_compile={FLAGS.jit_compile} use_trainer={FLAGS.use_trainer} '
         f'params={model.count_params()}')
-  print('losses: ' + ' '.join(f'{l:.4f}' for l in losses))
+  print('losses: ' + ' '.join(f'{loss:.4f}' for loss in losses))
   print('step times: ' + ' '.join(f'{t:.3f}' for t in times))
   print(f'{sec:.3f} s/step')
   # CPU seconds of this process per step (all threads): a load-independent measure of the work, useful on

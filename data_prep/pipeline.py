@@ -396,7 +396,7 @@ def _bytes_feature(value):
 
 
 def make_example(audio, f0_hz, f0_confidence, loudness_db, config, source_id, start_sample, labels=None):
-  """A serialized tf.train.Example (SPEC §6 schema) for one window.
+  """A serialized tf.train.Example for one window.
 
   The bytes are encoded directly in the protobuf wire format (float lists packed, as TensorFlow writes
   them): ~50x faster than filling a `tf.train.Example` from NumPy, which cost ~4x the loudness time per

@@ -16,10 +16,12 @@ import os as _os
 # Keras 3 must run on the TensorFlow backend for this library.
 _os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-import importlib as _importlib
-
-for _name in ('core', 'processors', 'synths', 'effects', 'spectral_ops', 'losses', 'pitch'):
-  if _os.path.exists(_os.path.join(_os.path.dirname(__file__), _name + '.py')):
-    globals()[_name] = _importlib.import_module('ddsp.' + _name)
+from ddsp import core  # pylint: disable=wrong-import-position
+from ddsp import processors  # pylint: disable=wrong-import-position
+from ddsp import synths  # pylint: disable=wrong-import-position
+from ddsp import effects  # pylint: disable=wrong-import-position
+from ddsp import spectral_ops  # pylint: disable=wrong-import-position
+from ddsp import losses  # pylint: disable=wrong-import-position
+from ddsp import pitch  # pylint: disable=wrong-import-position
 
 __version__ = '0.1.0'

@@ -1,6 +1,6 @@
 """Pure TensorFlow functions: the differentiable DSP building blocks.
 
-Conventions (SPEC §1):
+Conventions:
   * audio is float32 `[batch, n_samples]`;
   * frame-rate controls are `[batch, n_frames, channels]`;
   * frame `t` is centred on sample `t * hop`, with `hop = n_samples / n_frames`.
@@ -144,22 +144,23 @@ def hz_to_unit(hz, hz_min, hz_max, clip=False):
   return midi_to_unit(hz_to_midi(hz), hz_to_midi(float(hz_min)), hz_to_midi(float(hz_max)), clip=clip)
 
 
+def _to_db(x, factor, ref_db, range_db, use_tf):
+  """`factor * log10(max(x, 1e-20)) - ref_db`, floored at `-range_db` (TensorFlow or NumPy)."""
+  if use_tf:
+    db = factor * tf.math.log(tf.maximum(x, 1e-20)) / math.log(10.0) - ref_db
+    return tf.maximum(db, -range_db)
+  db = factor * np.log10(np.maximum(x, 1e-20)) - ref_db
+  return np.maximum(db, -range_db)
+
+
 def amplitude_to_db(amplitude, ref_db=0.0, range_db=120.0, use_tf=True):
   """Linear amplitude -> dB (20 log10), relative to `ref_db`, floored at `-range_db`."""
-  if use_tf:
-    db = 20.0 * tf.math.log(tf.maximum(amplitude, 1e-20)) / math.log(10.0) - ref_db
-    return tf.maximum(db, -range_db)
-  db = 20.0 * np.log10(np.maximum(amplitude, 1e-20)) - ref_db
-  return np.maximum(db, -range_db)
+  return _to_db(amplitude, 20.0, ref_db, range_db, use_tf)
 
 
 def power_to_db(power, ref_db=0.0, range_db=120.0, use_tf=True):
   """Power -> dB (10 log10), relative to `ref_db`, floored at `-range_db`."""
-  if use_tf:
-    db = 10.0 * tf.math.log(tf.maximum(power, 1e-20)) / math.log(10.0) - ref_db
-    return tf.maximum(db, -range_db)
-  db = 10.0 * np.log10(np.maximum(power, 1e-20)) - ref_db
-  return np.maximum(db, -range_db)
+  return _to_db(power, 10.0, ref_db, range_db, use_tf)
 
 
 def db_to_amplitude(db):

@@ -24,7 +24,7 @@ def _ir_2d(ir, name='ir'):
   return ir
 
 
-class _ReverbBase(processors.Processor):
+class ReverbBase(processors.Processor):
   """Convolution with an impulse response (causal, FFT), optionally adding the dry signal."""
 
   def __init__(self, add_dry=True, name="reverb", trainable=True, **kwargs):
@@ -43,7 +43,7 @@ class _ReverbBase(processors.Processor):
 
 
 @gin.register
-class Reverb(_ReverbBase):
+class Reverb(ReverbBase):
   """Reverb by convolution with a long impulse response (the paper's room model).
 
   `Reverb(trainable=True)(audio)` learns the IR (`reverb_length` taps) as a variable; `Reverb()(audio, ir)`
@@ -53,14 +53,25 @@ class Reverb(_ReverbBase):
   the initial IR is the same for every scale). Adam moves each variable by about its learning rate per step
   whatever the gradient's size, so the IR's taps move `ir_scale` times as fast as the network's weights; 1.0 is
   the paper's parameterisation.
+
+  `decay_db`: the learned taps are weighted by a fixed exponential envelope falling by `decay_db` dB from the
+  first tap to the last (`10 ** (-decay_db / 20 * n / reverb_length)`), the decay of a room whose RT60 is
+  `60 / decay_db` times the IR's length. Without it (0, the paper's parameterisation) every tap starts and
+  moves alike, and a short training leaves a flat noise tail as loud at the end of the IR as near its start.
   """
 
-  def __init__(self, trainable=False, reverb_length=48000, add_dry=True, ir_scale=1.0, name='reverb', **kwargs):
+  def __init__(self, trainable=False, reverb_length=48000, add_dry=True, ir_scale=1.0, decay_db=0.0,
+               name='reverb', **kwargs):
     super().__init__(add_dry=add_dry, name=name, trainable=trainable, **kwargs)
     self.reverb_length = int(reverb_length)
     if not float(ir_scale) > 0:
       raise ValueError(f'Reverb: ir_scale must be > 0, got {ir_scale}.')
+    if not float(decay_db) >= 0:
+      raise ValueError(f'Reverb: decay_db must be >= 0, got {decay_db}.')
     self.ir_scale = float(ir_scale)
+    self.decay_db = float(decay_db)
+    n = np.arange(self.reverb_length, dtype=np.float64)
+    self._envelope = (self.ir_scale * 10.0 ** (-self.decay_db / 20.0 * n / self.reverb_length)).astype(np.float32)
     if trainable:
       self.ir = self.add_weight(shape=(self.reverb_length,), name='ir', trainable=True,
                                 initializer=keras.initializers.RandomNormal(stddev=1e-6 / self.ir_scale, seed=0))
@@ -72,8 +83,8 @@ class Reverb(_ReverbBase):
     if self.ir is None:
       raise ValueError('This Reverb is not trainable: its IR is an input.')
     ir = tf.convert_to_tensor(self.ir)[tf.newaxis]
-    if self.ir_scale != 1.0:
-      ir = self.ir_scale * ir
+    if self.ir_scale != 1.0 or self.decay_db:
+      ir = tf.constant(self._envelope)[tf.newaxis] * ir
     return self._mask_dry_ir(ir)
 
   def get_controls(self, audio, ir=None):
@@ -95,7 +106,7 @@ class Reverb(_ReverbBase):
 
 
 @gin.register
-class ExpDecayReverb(_ReverbBase):
+class ExpDecayReverb(ReverbBase):
   """Parametric reverb: a fixed white-noise IR shaped by `gain * exp(-decay_rate * t)`.
 
   Controls: gain (through exp_sigmoid-free softplus) and decay (per second, `2 + softplus(decay)`).
@@ -130,7 +141,7 @@ class ExpDecayReverb(_ReverbBase):
 
 
 @gin.register
-class FilteredNoiseReverb(_ReverbBase):
+class FilteredNoiseReverb(ReverbBase):
   """Parametric reverb whose IR is time-varying coloured noise (a FilteredNoise synth over the IR's length).
 
   `FilteredNoiseReverb(trainable=True)(audio)` learns the magnitudes `[n_frames, n_bands]`; otherwise

@@ -1,8 +1,15 @@
-"""Atomic file writing: a crash never leaves a half-written output under its final name."""
+"""Atomic file writing: a crash never leaves a half-written output under its final name.
+
+The one home of every writer in the package: files (`atomic_path`, `write_bytes`, `write_text`,
+`write_json`, `write_wav`, `save_figure`) and folders (`atomic_dir`). Local paths are written through a
+temporary file in the same folder and `os.replace`; URLs (`gs://...`) through `tf.io.gfile` and a rename.
+"""
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 
 import numpy as np
 
@@ -34,6 +41,59 @@ def atomic_path(path, suffix=None):
     raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path):
+  """Yields a temporary folder beside `path`; it replaces `path` (and what was there) only if the block succeeds."""
+  path = os.path.abspath(os.fspath(path))
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.tmp.', dir=parent)
+  try:
+    yield tmp
+    old = None
+    if os.path.exists(path):
+      old = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.old.', dir=parent)
+      os.rmdir(old)
+      os.rename(path, old)
+    os.rename(tmp, path)
+    if old:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def is_url(path):
+  """Whether `path` is a URL for `tf.io.gfile` (e.g. `gs://bucket/x`) rather than a local path."""
+  return '://' in os.fspath(path)
+
+
+def write_bytes(path, data):
+  """Writes bytes to `path` atomically (local paths and `tf.io.gfile` URLs); returns the path."""
+  path = os.fspath(path)
+  if is_url(path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only URLs need gfile)
+    directory = os.path.dirname(path)
+    if directory:
+      tf.io.gfile.makedirs(directory)
+    tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+    with tf.io.gfile.GFile(tmp, 'wb') as f:
+      f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path
+  with atomic_path(path) as tmp:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+  return path
+
+
+def write_text(path, text):
+  """Writes UTF-8 text to `path` atomically; returns the path."""
+  return write_bytes(path, text.encode('utf-8'))
+
+
 def _umask():
   mask = os.umask(0)
   os.umask(mask)
@@ -43,30 +103,38 @@ def _umask():
 def write_wav(path, audio, sample_rate=16000):
   """Writes mono or `[n_samples, channels]` float audio as 16-bit PCM WAV, atomically (clipped to [-1, 1])."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
   audio = np.asarray(audio, np.float32)
+  if audio.ndim == 2 and 1 in audio.shape:
+    audio = audio.reshape(-1)
   if not np.all(np.isfinite(audio)):
     raise ValueError(f'Refusing to write {path}: the audio contains NaN or Inf.')
-  with atomic_path(path) as tmp:
-    sf.write(tmp, np.clip(audio, -1.0, 1.0), int(sample_rate), subtype='PCM_16', format='WAV')
+  buf = io.BytesIO()
+  sf.write(buf, np.clip(audio, -1.0, 1.0), int(sample_rate), subtype='PCM_16', format='WAV')
+  return write_bytes(path, buf.getvalue())
 
 
-def write_json(path, obj):
-  """Writes `obj` as indented JSON, atomically."""
-  with atomic_path(path) as tmp:
-    with open(tmp, 'w', encoding='utf-8') as f:
-      json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-      f.write('\n')
+def write_json(path, obj, sort_keys=True, allow_nan=True):
+  """Writes `obj` as indented JSON, atomically (NumPy scalars and arrays become numbers and lists); returns
+  the path. `allow_nan=False` refuses NaN/Inf (strict JSON)."""
+  text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=json_default, allow_nan=allow_nan)
+  return write_text(path, text + '\n')
 
 
-def save_figure(fig, path, dpi=100):
-  """Saves a matplotlib figure as PNG, atomically."""
-  with atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=dpi, format='png', bbox_inches='tight')
+def save_figure(fig, path, dpi=None, tight=True):
+  """Saves a matplotlib figure as PNG, atomically (dpi: the figure's own by default); returns the path."""
+  import io  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  fig.savefig(buf, dpi=dpi or fig.dpi, format='png', bbox_inches='tight' if tight else None)
+  return write_bytes(path, buf.getvalue())
 
 
-def _json_default(x):
-  if isinstance(x, (np.floating, np.integer)):
+def json_default(x):
+  """`json.dumps(default=...)` for NumPy scalars and arrays and bytes."""
+  if isinstance(x, (np.floating, np.integer, np.bool_)):
     return x.item()
   if isinstance(x, np.ndarray):
     return x.tolist()
+  if isinstance(x, bytes):
+    return x.decode('utf-8', 'replace')
   raise TypeError(f'Not JSON serialisable: {type(x).__name__}')

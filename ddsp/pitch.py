@@ -1,11 +1,11 @@
 """CREPE pitch tracking (Kim et al. 2018) in Keras 3, with the original published weights.
 
-The network (SPEC §3): a 1024-sample frame of 16 kHz audio, normalised to zero mean and unit variance,
+The network (Kim et al. 2018): a 1024-sample frame of 16 kHz audio, normalised to zero mean and unit variance,
 goes through six blocks of `Conv1D -> ReLU -> BatchNorm -> MaxPool(2) -> Dropout`, then `Flatten -> Dense
 360 (sigmoid)`. The first convolution has a 512-tap kernel with stride 4, the others 64 taps with stride
 1, all with 'same' padding. The 360 outputs are pitch bins 20 cents apart; bin `b` is centred on
 `1997.3794084376191 + 20 b` cents relative to 10 Hz (`cents = 1200 log2(f / 10)`), i.e. from 31.70 Hz
-(bin 0) to 2005.5 Hz (bin 359). (The CREPE paper and SPEC §3 name the range C1-B7, 32.70-1975.5 Hz; the
+(bin 0) to 2005.5 Hz (bin 359). (The CREPE paper names the range C1-B7, 32.70-1975.5 Hz; the
 published decoding constant puts bin 0 at 31.70 Hz, and that constant, which the network was trained
 with, is the one used here.)
 
@@ -66,8 +66,8 @@ _DROPOUT = 0.25
 
 # Whether the batched inference function is compiled with XLA. bench/crepe.py measured both on the
 # development machine (2 shared CPU cores): XLA was 1.6-6x slower than TensorFlow's oneDNN kernels (tiny
-# and full, with and without gating; it also compiles slowly), so it is off by default. Override with the environment variable
-# DDSP_CREPE_JIT=0/1 or the `jit_compile` argument (worth re-measuring on GPUs).
+# and full, with and without gating; it also compiles slowly), so it is off by default. Override with the
+# environment variable DDSP_CREPE_JIT=0/1 or the `jit_compile` argument (worth re-measuring on GPUs).
 _DEFAULT_JIT_COMPILE = False
 # The last, partial batch of a call runs at the smallest power of two >= its size (at least this), so
 # short inputs do not pay for a whole batch; each such size is traced once.
@@ -284,7 +284,7 @@ def get_crepe_activation_model(capacity='tiny', layer_name='classifier'):
     ValueError: unknown capacity or layer name (the message lists the valid layer names).
   """
   model = get_crepe_model(capacity)
-  names = [l.name for l in model.layers if l.name != 'input']
+  names = [layer.name for layer in model.layers if layer.name != 'input']
   if layer_name not in names:
     raise ValueError(f'CREPE has no layer {layer_name!r}; valid layer names are: {", ".join(names)}.')
   if layer_name == 'classifier':
@@ -722,7 +722,7 @@ def compute_f0(audio, sample_rate=16000, frame_rate=250, model='tiny', viterbi=F
 # ------------------------------------------------------------------------------------------------------------
 @gin.register
 class PretrainedCREPEEmbeddingLoss(keras.layers.Layer):
-  """L1 distance between the CREPE activations of two signals (a perceptual loss term, SPEC §4).
+  """L1 distance between the CREPE activations of two signals (a perceptual loss term).
 
   `PretrainedCREPEEmbeddingLoss(...)(target_audio [B, N], audio [B, N]) -> scalar`: both signals (16 kHz)
   are cut into centred frames of 1024 samples every 256 (zero padding at the ends), each frame goes

@@ -167,7 +167,7 @@ def _check_loudness_args(sample_rate, frame_rate):
 @gin.register
 def compute_loudness(audio, sample_rate=16000, frame_rate=250, n_fft=2048, range_db=LD_RANGE, ref_db=0.0,
                      use_tf=None):
-  """Perceptual loudness in dB: A-weighted power of centred frames, summed over frequency (paper, SPEC §3).
+  """Perceptual loudness in dB: A-weighted power of centred frames, summed over frequency (the paper).
 
   A full-scale sine at 1 kHz reads 0 dB; +6.02 dB per doubling of amplitude; other frequencies read their
   A-weighting (a 100 Hz sine about -19.1 dB); silence reads -range_db.

@@ -15,7 +15,7 @@ import tensorflow as tf
 from ddsp.training import checkpoints
 from ddsp.training import ddsp_run
 from ddsp.training import evaluation
-from ddsp.training import export
+from ddsp.training import export_lib
 from ddsp.training import inference
 from ddsp.training import models
 from ddsp.training import trainers
@@ -94,7 +94,7 @@ def test_inference_and_export_restore_the_trained_model(trained):
   assert loaded.checkpoint == path and loaded.step == 3
   _assert_same_variables(loaded.model.trainable_variables, raw)
   assert _loss(loaded.model, _batch()) == pytest.approx(reference, rel=1e-6)
-  exported = export.load_model(save_dir)
+  exported = export_lib.load_model(save_dir)
   _assert_same_variables(exported.trainable_variables, raw)
   assert _loss(exported, _batch()) == pytest.approx(reference, rel=1e-6)
 
@@ -103,7 +103,7 @@ def test_evaluation_restores_the_trained_model(trained):
   save_dir, path, raw = trained
   reference = _reference_loss(save_dir, raw)
   model, batch = _fresh_model(save_dir)
-  restored_path, step = evaluation.restore_model(model, save_dir, batch)
+  restored_path, step = evaluation.restore_model(model, save_dir)
   assert (restored_path, step) == (path, 3)
   _assert_same_variables(model.trainable_variables, raw)
   assert _loss(model, batch) == pytest.approx(reference, rel=1e-6)

@@ -231,7 +231,7 @@ def test_synthetic_provider_known_f0():
 
 @pytest.mark.parametrize('gin_file', sorted(glob.glob(os.path.join(GIN_DIR, '*.gin'))), ids=os.path.basename)
 def test_dataset_gin_files_parse_and_build(gin_file, tmp_path):
-  import ddsp.training  # pylint: disable=g-import-not-at-top,unused-import  (registers `train`)
+  import ddsp.training  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  (registers `train`)
   name = os.path.basename(gin_file)
   bindings = []
   if name == 'tfrecord.gin':

@@ -1,4 +1,4 @@
-"""Tests of the `ddsp_run` CLI (issue 4, item 3): gin handling, errors before training, kill and resume.
+"""Tests of the `ddsp_run` CLI: gin handling, errors before training, kill and resume.
 
 The kill/resume test drives the real command line in subprocesses: a run is killed with SIGKILL after a
 checkpoint, resumed (reusing the operative gin config saved in its save_dir), stopped with SIGTERM (which
@@ -20,24 +20,17 @@ from ddsp.training import ddsp_run
 from ddsp.training import train_util
 from ddsp.training import trainers
 
-TINY_FILES = ['models/tiny.gin', 'datasets/synthetic.gin', 'optimization/base.gin']
-TINY_PARAMS = [
-    'n_samples = 16000', 'time_steps = 250', 'SyntheticProvider.example_secs = 1',
-    'SyntheticProvider.n_examples = 16', 'RnnFcDecoder.rnn_channels = 16', 'Reverb.reverb_length = 800',
-    'SpectralLoss.fft_sizes = (512, 128)', 'batch_size = 4',
-]
+import helpers
+
+TINY_FILES = helpers.TINY_FILES
+TINY_PARAMS = helpers.tiny_params(n_examples=16, batch_size=4)
 # FilteredNoise draws from a stateful random generator that restarts with the process, so a resumed run would
 # draw different noise than an uninterrupted one; without it the two runs must agree exactly.
 NO_NOISE = ("ProcessorGroup.dag = [(@synths.Harmonic(), ['amps', 'harmonic_distribution', 'f0_hz']), "
             "(@effects.Reverb(), ['harmonic/signal'])]")
 
 
-def _env():
-  env = dict(os.environ)
-  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
-  env['KERAS_BACKEND'] = 'tensorflow'
-  env.pop('TF_CONFIG', None)
-  return env
+_env = helpers.subprocess_env
 
 
 def _cli(save_dir, *extra):

@@ -44,6 +44,29 @@ def test_trainable_reverb_learns_an_impulse_response():
   np.testing.assert_allclose(learned[[50, 120, 300]], [0.5, -0.3, 0.2], atol=0.05)
 
 
+def test_reverb_ir_scale_and_decay_envelope_weight_the_learned_taps():
+  length, scale, decay_db = 1000, 0.1, 60.0
+  reverb = effects.Reverb(trainable=True, reverb_length=length, ir_scale=scale, decay_db=decay_db)
+  taps = np.random.default_rng(0).normal(size=length).astype(np.float32)
+  reverb.ir.assign(taps)
+  n = np.arange(length)
+  expected = scale * taps * 10.0 ** (-decay_db / 20.0 * n / length)
+  expected[0] = 0.0  # the direct path is the dry signal's.
+  ir = reverb.get_ir().numpy()[0]
+  np.testing.assert_allclose(ir, expected, rtol=1e-5, atol=1e-7)
+  # The last tap is decay_db below the first one's weight.
+  assert 20 * np.log10(expected[-1] / (scale * taps[-1])) == pytest.approx(-decay_db * (length - 1) / length)
+  audio = np.random.default_rng(1).normal(size=(1, 3000)).astype(np.float32)
+  wet = reverb(audio).numpy()[0]
+  np.testing.assert_allclose(wet, audio[0] + scipy.signal.fftconvolve(audio[0], expected)[:3000], atol=1e-4)
+  # The initial IR is the same for every ir_scale (only the step size of the taps changes).
+  a = effects.Reverb(trainable=True, reverb_length=length).get_ir().numpy()
+  b = effects.Reverb(trainable=True, reverb_length=length, ir_scale=0.1).get_ir().numpy()
+  np.testing.assert_allclose(a, b, rtol=1e-5)
+  with pytest.raises(ValueError, match='decay_db must be >= 0'):
+    effects.Reverb(trainable=True, decay_db=-1.0)
+
+
 def test_exp_decay_reverb_envelope():
   reverb = effects.ExpDecayReverb(reverb_length=16000, add_dry=False)
   gain, decay = np.array([[2.0]], np.float32), np.array([[0.0]], np.float32)

@@ -1,4 +1,4 @@
-"""Tests of ddsp.training.evaluation (SPEC §7 metrics), ddsp.training.summaries, and --mode=eval|sample.
+"""Tests of ddsp.training.evaluation (the paper's Table 1 metrics), ddsp.training.summaries, and --mode=eval|sample.
 
 Metric values are checked against closed forms on known signals: a 6.02 dB gain change reads 6.02 dB of
 loudness L1; CREPE on a sine and the same sine shifted by 0.5 / 2 semitones reads an f0 L1 of 0.5 / 2
@@ -20,13 +20,11 @@ from ddsp.training import ddsp_run
 from ddsp.training import evaluation
 from ddsp.training import summaries
 
+import helpers
+
 SR, FR = 16000, 250
-TINY_FILES = ['models/tiny.gin', 'datasets/synthetic.gin', 'optimization/base.gin']
-TINY_PARAMS = [
-    'n_samples = 16000', 'time_steps = 250', 'SyntheticProvider.example_secs = 1',
-    'SyntheticProvider.n_examples = 16', 'RnnFcDecoder.rnn_channels = 16', 'Reverb.reverb_length = 800',
-    'SpectralLoss.fft_sizes = (512, 128)', 'batch_size = 4',
-]
+TINY_FILES = helpers.TINY_FILES
+TINY_PARAMS = helpers.tiny_params(n_examples=16, batch_size=4)
 
 
 def _sine(hz, amplitude=0.5, secs=1.0):
@@ -132,11 +130,7 @@ def test_summaries_read_back(tmp_path):
 # --------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def trained_dir(tmp_path_factory):
-  save_dir = str(tmp_path_factory.mktemp('eval') / 'run')
-  result = ddsp_run.run('train', save_dir, gin_files=TINY_FILES, gin_params=TINY_PARAMS, num_steps=2,
-                        steps_per_summary=0, progress_bar=False)
-  assert result['step'] == 2
-  return save_dir
+  return helpers.train_tiny(str(tmp_path_factory.mktemp('eval') / 'run'), TINY_PARAMS)
 
 
 def test_eval_mode_writes_results_matching_an_independent_computation(trained_dir):

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from ddsp.training import ddsp_run
-from ddsp.training import export
+from ddsp.training import export_lib
 from ddsp.training import streaming
 
 TINY_FILES = ['models/tiny.gin', 'datasets/synthetic.gin', 'optimization/base.gin']
@@ -35,7 +35,7 @@ def save_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def model(save_dir):
-  restored = export.load_model(save_dir)
+  restored = export_lib.load_model(save_dir)
   streaming.set_noise_seed(restored, 0)
   return restored
 
@@ -77,7 +77,7 @@ def test_saved_model_offline_and_streaming_match_keras(model, save_dir, tmp_path
   ref = _keras_offline(model, f0, ld)
   assert np.sqrt(np.mean(ref ** 2)) > 1e-3
   out = str(tmp_path / 'offline')
-  meta = export.export(save_dir, out, 'saved_model')
+  meta = export_lib.export(save_dir, out, 'saved_model')
   assert meta['frames'] == N_FRAMES and os.path.exists(os.path.join(out, 'ddsp_export.json'))
   serve = tf.saved_model.load(out).signatures['serving_default']
   audio = serve(f0_hz=tf.constant(f0), loudness_db=tf.constant(ld))['audio'].numpy()
@@ -85,7 +85,7 @@ def test_saved_model_offline_and_streaming_match_keras(model, save_dir, tmp_path
 
   ref_stream, streamer = _keras_stream(model, f0, ld)
   out = str(tmp_path / 'stream')
-  meta = export.export(save_dir, out, 'saved_model', streaming=True, block_size=256)
+  meta = export_lib.export(save_dir, out, 'saved_model', streaming=True, block_size=256)
   assert meta['latency'] == streamer.latency and meta['block_frames'] == 4
   serve = tf.saved_model.load(out).signatures['serving_default']
   state = {k: tf.zeros([1 if d is None else d for d in v['shape']], v['dtype']) for k, v in meta['state'].items()}
@@ -101,7 +101,7 @@ def test_tflite_offline_and_streaming_match_keras(model, save_dir, tmp_path):
   f0, ld = _controls()
   ref = _keras_offline(model, f0, ld)
   out = str(tmp_path / 'offline.tflite')
-  export.export(save_dir, out, 'tflite')
+  export_lib.export(save_dir, out, 'tflite')
   assert os.path.exists(out + '.json')
   runner = tf.lite.Interpreter(out).get_signature_runner()
   audio = runner(f0_hz=f0, loudness_db=ld)['audio']
@@ -109,7 +109,7 @@ def test_tflite_offline_and_streaming_match_keras(model, save_dir, tmp_path):
 
   ref_stream, _ = _keras_stream(model, f0, ld, block_size=640)
   out = str(tmp_path / 'stream.tflite')
-  meta = export.export(save_dir, out, 'tflite', streaming=True, block_size=640)
+  meta = export_lib.export(save_dir, out, 'tflite', streaming=True, block_size=640)
   runner = tf.lite.Interpreter(out).get_signature_runner()
   state = {k: np.zeros(v['shape'], v['dtype']) for k, v in meta['state'].items()}
   audio = _run_stream(lambda a, b, s: runner(f0_hz=a, loudness_db=b, **s), f0, ld, state, 10)
@@ -120,21 +120,21 @@ def test_clear_errors_and_nothing_written(save_dir, tmp_path):
   out = str(tmp_path / 'never')
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(export.ExportError, match='(?i)no operative_config'):
-    export.export(str(empty), out)
-  with pytest.raises(export.ExportError, match='not a folder'):
-    export.export(str(tmp_path / 'missing'), out)
+  with pytest.raises(export_lib.ExportError, match='(?i)no operative_config'):
+    export_lib.export(str(empty), out)
+  with pytest.raises(export_lib.ExportError, match='not a folder'):
+    export_lib.export(str(tmp_path / 'missing'), out)
   no_ckpt = tmp_path / 'no_ckpt'
   no_ckpt.mkdir()
   for name in os.listdir(save_dir):
     if name.startswith('operative_config-'):
       shutil.copy(os.path.join(save_dir, name), no_ckpt / name)
-  with pytest.raises(export.ExportError, match='No checkpoint'):
-    export.export(str(no_ckpt), out)
-  with pytest.raises(export.ExportError, match='not a multiple of the hop'):
-    export.export(save_dir, out, 'saved_model', streaming=True, block_size=100)
-  with pytest.raises(export.ExportError, match='format'):
-    export.export(save_dir, out, 'onnx')
+  with pytest.raises(export_lib.ExportError, match='No checkpoint'):
+    export_lib.export(str(no_ckpt), out)
+  with pytest.raises(export_lib.ExportError, match='not a multiple of the hop'):
+    export_lib.export(save_dir, out, 'saved_model', streaming=True, block_size=100)
+  with pytest.raises(export_lib.ExportError, match='format'):
+    export_lib.export(save_dir, out, 'onnx')
   assert not os.path.exists(out)
   assert not [n for n in os.listdir(tmp_path) if n.startswith('.never')]  # no temporary left behind
 

@@ -1,4 +1,5 @@
-"""Tests of `ddsp.training.inference` (issue 5, part A) on tiny models trained for a few steps by `ddsp_run`.
+"""Tests of `ddsp.training.inference` (with `features` and `resynthesis`, through the API `inference`
+re-exports) on tiny models trained for a few steps by `ddsp_run`.
 
 Every check compares with an independent reference: CREPE's reading of the output audio, SciPy's convolution
 of the exported impulse response, brute-force octave searches, the variables of the model itself, the bundled
@@ -16,15 +17,14 @@ from ddsp import bundled
 from ddsp import spectral_ops
 from ddsp.data_prep import statistics
 from ddsp.training import ddsp_run
+from ddsp.training import features as features_lib
 from ddsp.training import inference
 
+import helpers
+
 SR, FR = 16000, 250
-TINY_FILES = ['models/tiny.gin', 'datasets/synthetic.gin', 'optimization/base.gin']
-TINY_PARAMS = [
-    'n_samples = 16000', 'time_steps = 250', 'SyntheticProvider.example_secs = 1',
-    'SyntheticProvider.n_examples = 8', 'RnnFcDecoder.rnn_channels = 16', 'Reverb.reverb_length = 800',
-    'SpectralLoss.fft_sizes = (512, 128)', 'batch_size = 2',
-]
+TINY_FILES = helpers.TINY_FILES
+TINY_PARAMS = helpers.tiny_params(n_examples=8, batch_size=2)
 Z_FILES = ['models/nsynth_ae.gin', 'datasets/synthetic.gin', 'optimization/base.gin']
 Z_PARAMS = [
     'n_samples = 16000', 'time_steps = 250', 'SyntheticProvider.example_secs = 1',
@@ -180,10 +180,10 @@ def test_voiced_mask_and_user_curves(model, voice, tmp_path):
   np.testing.assert_array_equal(adjusted['loudness_db'][~unvoiced], features['loudness_db'][~unvoiced])
   # Short dips of confidence between voiced frames (note changes) are bridged; longer gaps and the edges stay.
   mask = np.array([0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0], bool)
-  filled = inference.fill_short_gaps(mask, 2)
+  filled = features_lib.fill_short_gaps(mask, 2)
   np.testing.assert_array_equal(filled, np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0], bool))
   adjusted, _ = inference.adjust_features(features, confidence_threshold=0.8)  # default: 8-frame gaps
-  np.testing.assert_array_equal(adjusted['voiced'], inference.fill_short_gaps(~unvoiced, 8))
+  np.testing.assert_array_equal(adjusted['voiced'], features_lib.fill_short_gaps(~unvoiced, 8))
   assert adjusted['voiced'].sum() > (~unvoiced).sum()
   n = features['f0_hz'].size
   # A CSV curve (time,value with a header) of another length is resampled, end points aligned.
@@ -239,9 +239,9 @@ def test_auto_adjust_matches_octave_and_loudness_to_the_training_set(model, voic
   median_in = np.median(12 * np.log2(features['f0_hz'][voiced] / 440.0) + 69)
   for target_midi in (40.0, 52.0, 66.0, 90.0):
     path = _stats(target_midi, -32.0, tmp_path)
-    stats = inference.load_dataset_statistics(path)
-    octaves, ld_shift = inference.auto_adjust_shifts(features['f0_hz'], features['loudness_db'], voiced,
-                                                     stats)
+    stats = features_lib.load_dataset_statistics(path)
+    octaves, ld_shift = features_lib.auto_adjust_shifts(features['f0_hz'], features['loudness_db'], voiced,
+                                                        stats)
     # Brute force: the whole-octave shift landing closest to the dataset's median pitch.
     median_ds = 12 * np.log2(stats['f0_hz']['quantiles']['0.5'] / 440.0) + 69
     best = min(range(-5, 6), key=lambda k: abs(median_in + 12 * k - median_ds))
@@ -351,8 +351,8 @@ def test_timbre_interpolation_between_two_inputs(tmp_path_factory, voice):
   z_b = z_model.encode_z(features_b, audio_b)
   assert z_a.shape == (features_a['f0_hz'].size, 4)
   mean_b = z_b.mean(axis=0)
-  np.testing.assert_allclose(inference.interpolate_z(z_a, z_b, 0.0), z_a)
-  np.testing.assert_allclose(inference.interpolate_z(z_a, z_b, 1.0), np.broadcast_to(mean_b, z_a.shape),
+  np.testing.assert_allclose(features_lib.interpolate_z(z_a, z_b, 0.0), z_a)
+  np.testing.assert_allclose(features_lib.interpolate_z(z_a, z_b, 1.0), np.broadcast_to(mean_b, z_a.shape),
                              atol=1e-6)
   half = inference.transfer(z_model, audio_a, interpolate_with=audio_b, interpolation=0.5,
                             crepe_frame_rate=CREPE_RATE)
@@ -389,6 +389,6 @@ def test_dataset_statistics_found_through_a_wrapped_gin_binding(tmp_path):
   data.mkdir(parents=True)
   (data / 'dataset_statistics.json').write_text('{}')
   config = f"TFRecordProvider.file_pattern = \\\n    '{data}/train.tfrecord-*'\n"
-  assert inference.find_dataset_statistics(str(tmp_path / 'model'), config) == str(
+  assert features_lib.find_dataset_statistics(str(tmp_path / 'model'), config) == str(
       data / 'dataset_statistics.json')
-  assert inference.find_dataset_statistics(str(tmp_path / 'model'), '') is None
+  assert features_lib.find_dataset_statistics(str(tmp_path / 'model'), '') is None

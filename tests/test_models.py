@@ -475,6 +475,45 @@ def test_autoencoder_returns_every_intermediate():
   assert model.count_params() == model.decoder.count_params() + 4000
 
 
+def test_autoencoder_knows_its_geometry_and_sets_its_length():
+  model = small_autoencoder(n_samples=8000, time_steps=125, reverb=True)
+  # 8000 samples at the synthesizers' default 16 kHz over 125 frames: a 64-sample hop, 250 frames/s.
+  assert (model.sample_rate, model.n_samples, model.time_steps, model.hop_size) == (16000, 8000, 125, 64)
+  assert model.frame_rate == pytest.approx(250.0)
+  assert model.n_frames(8001) == 126
+  model.set_length(50)
+  assert (model.n_samples, model.time_steps, model.train_n_samples, model.train_time_steps) == (3200, 50, 8000, 125)
+  # The reverb keeps its IR length; the synthesized audio follows the new length.
+  assert model.processor_group.processors[-1].reverb_length == 4000
+  out = model({'f0_hz': tf.fill([1, 50], 220.0), 'loudness_db': tf.fill([1, 50], -30.0)})
+  assert out['audio_synth'].shape == (1, 3200)
+  reverb, key = model.reverb_node()
+  assert reverb is model.processor_group.processors[-1] and key == 'add/signal'
+
+
+def test_autoencoder_geometry_errors_name_the_conflict():
+  model = models.Autoencoder(
+      preprocessor=preprocessing.F0LoudnessPreprocessor(time_steps=125), decoder=small_decoder(),
+      processor_group=ddsp.processors.ProcessorGroup(dag=[
+          (ddsp.synths.Harmonic(n_samples=8000), ['amps', 'harmonic_distribution', 'f0_hz']),
+          (ddsp.synths.FilteredNoise(n_samples=4000), ['noise_magnitudes']),
+      ]))
+  assert model.train_n_samples is None
+  with pytest.raises(ValueError, match=r'share one n_samples, got \[4000, 8000\]'):
+    _ = model.sample_rate
+
+
+def test_training_refuses_data_at_another_sample_rate():
+  from ddsp.training import data  # pylint: disable=g-import-not-at-top
+  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
+  model = small_autoencoder(n_samples=8000, time_steps=125)
+  provider = data.SyntheticProvider(n_examples=2, example_secs=0.5, sample_rate=16000, frame_rate=250)
+  assert train_util.check_geometry(model, provider) == (16000, 250)
+  provider = data.SyntheticProvider(n_examples=2, example_secs=0.5, sample_rate=24000, frame_rate=250)
+  with pytest.raises(train_util.DataError, match='16000 Hz audio but the data .* is at 24000 Hz'):
+    train_util.check_geometry(model, provider)
+
+
 def test_compute_losses_compares_synthesis_with_the_input():
   model = small_autoencoder()
   out = model(harmonic_batch(2, 8000))

@@ -86,7 +86,7 @@ def test_model_architecture_matches_weights():
     assert model.get_layer('conv1').kernel.shape == (512, 1, 32 * multiplier)
     assert tuple(model.output.shape) == (None, 360)
     assert not model.trainable_weights
-  # FLOP counts of SPEC §3: ~74 MFLOP (tiny), ~2.8 GFLOP (full) per frame.
+  # FLOP counts of the CREPE architecture: ~74 MFLOP (tiny), ~2.8 GFLOP (full) per frame.
   assert abs(pitch.flops_per_frame('tiny') / 74e6 - 1) < 0.02
   assert abs(pitch.flops_per_frame('full') / 2.8e9 - 1) < 0.02
 
@@ -97,7 +97,7 @@ def test_sines_full_accuracy_and_confidence():
   assert np.mean(np.abs(errs)) <= 8.0, errs
   assert abs(np.mean(errs)) <= 5.0, errs
   assert np.all(confs > 0.6), confs
-  # SPEC §3: a 440 Hz sine reads 440 Hz within 10 cents with confidence > 0.9.
+  # A 440 Hz sine reads 440 Hz within 10 cents with confidence > 0.9.
   f0, conf = pitch.compute_f0(_sine(440.0), frame_rate=100, model='full', batch_size=16)
   inner = _interior(1600, 100)
   assert np.all(np.abs(_cents(f0[inner], 440.0)) < 10.0) and np.all(conf[inner] > 0.9)

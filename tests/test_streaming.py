@@ -7,7 +7,6 @@ harmonic and noise parts are both clearly audible, and a decaying random reverb 
 """
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from ddsp.training import ddsp_run
 from ddsp.training import models

@@ -1,4 +1,4 @@
-"""Tests of ddsp.training.trainers and ddsp.training.train_util (issue 4, item 3).
+"""Tests of ddsp.training.trainers and ddsp.training.train_util.
 
 The optimiser step is checked against a NumPy Adam with global-norm clipping and exponential decay; training
 the tiny autoencoder on synthetic notes must lower its loss on a fixed batch; a NaN loss must stop the run and
@@ -22,21 +22,14 @@ from ddsp.training import ddsp_run
 from ddsp.training import train_util
 from ddsp.training import trainers
 
+import helpers
+
 # A tiny solo-instrument model on 1 s synthetic notes (shared with tests/test_ddsp_run.py).
-TINY_FILES = ['models/tiny.gin', 'datasets/synthetic.gin', 'optimization/base.gin']
-TINY_PARAMS = [
-    'n_samples = 16000', 'time_steps = 250', 'SyntheticProvider.example_secs = 1',
-    'SyntheticProvider.n_examples = 16', 'RnnFcDecoder.rnn_channels = 16', 'Reverb.reverb_length = 800',
-    'SpectralLoss.fft_sizes = (512, 128)', 'batch_size = 4',
-]
+TINY_FILES = helpers.TINY_FILES
+TINY_PARAMS = helpers.tiny_params(n_examples=16, batch_size=4)
 
 
-def _env():
-  env = dict(os.environ)
-  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
-  env['KERAS_BACKEND'] = 'tensorflow'
-  env.pop('TF_CONFIG', None)
-  return env
+_env = helpers.subprocess_env
 
 
 def _weights(model):
@@ -298,7 +291,7 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
   script = tmp_path / 'mirrored.py'
   script.write_text(_MIRRORED_SCRIPT.format(files=TINY_FILES, params=TINY_PARAMS + [_NO_NOISE, _LINEAR_MAG_LOSS]))
   proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=_env())
-  lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
+  lines = [line for line in proc.stdout.splitlines() if line.startswith('RESULT ')]
   assert proc.returncode == 0 and lines, proc.stderr[-3000:]
   result = json.loads(lines[0][len('RESULT '):])
   one, two = result['one'], result['two']

@@ -1,4 +1,4 @@
-"""End-to-end tests of the `ddsp_transfer` command line (issue 5, part A), in subprocesses.
+"""End-to-end tests of the `ddsp_transfer` command line, in subprocesses.
 
 A tiny model is trained for two steps with `ddsp_run`; the CLI then timbre-transfers the bundled voice-like
 phrase (written as a 22.05 kHz stereo file, so the conversion note shows), exports the learned impulse
@@ -15,24 +15,17 @@ import soundfile as sf
 
 from ddsp import bundled
 from ddsp import spectral_ops
-from ddsp.training import ddsp_run
+
+import helpers
 
 SR = 16000
-TINY_FILES = ['models/tiny.gin', 'datasets/synthetic.gin', 'optimization/base.gin']
-TINY_PARAMS = [
-    'n_samples = 16000', 'time_steps = 250', 'SyntheticProvider.example_secs = 1',
-    'SyntheticProvider.n_examples = 8', 'RnnFcDecoder.rnn_channels = 16', 'Reverb.reverb_length = 800',
-    'SpectralLoss.fft_sizes = (512, 128)', 'batch_size = 2',
-]
+TINY_FILES = helpers.TINY_FILES
+TINY_PARAMS = helpers.tiny_params(n_examples=8, batch_size=2)
 
 
 @pytest.fixture(scope='module')
 def trained_dir(tmp_path_factory):
-  save_dir = str(tmp_path_factory.mktemp('transfer') / 'run')
-  result = ddsp_run.run('train', save_dir, gin_files=TINY_FILES, gin_params=TINY_PARAMS, num_steps=2,
-                        steps_per_summary=0, progress_bar=False)
-  assert result['step'] == 2
-  return save_dir
+  return helpers.train_tiny(str(tmp_path_factory.mktemp('transfer') / 'run'), TINY_PARAMS)
 
 
 def _cli(*args):

@@ -8,16 +8,23 @@ Submodules:
   models: `Autoencoder`, `get_model` (gin entry point).
   configs: `gin_dir()`, `resolve_gin_file(name)` for the bundled gin experiment files.
   data, trainers, train_util, evaluation, summaries: datasets, the distributed trainer, evaluation, TensorBoard.
+  experiment: parse a gin config, build the model and data, train / evaluate / sample (under `ddsp_run`).
+  checkpoints, inference (features, resynthesis), streaming, export_lib: restoring a model, its applications
+    (input features and controls; transfer and its files), block-by-block synthesis, export.
 """
-import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-_SUBMODULES = ('configs', 'nn', 'preprocessing', 'encoders', 'decoders', 'models', 'data', 'trainers',
-               'train_util', 'evaluation', 'summaries')
-
-for _name in _SUBMODULES:
-  # Import every submodule that exists in this checkout; errors inside an existing module propagate.
-  if _os.path.exists(_os.path.join(_os.path.dirname(__file__), _name + '.py')):
-    globals()[_name] = _importlib.import_module(__name__ + '.' + _name)
+# Importing the package registers every gin configurable of the library.
+from ddsp.training import configs  # pylint: disable=wrong-import-position
+from ddsp.training import nn  # pylint: disable=wrong-import-position
+from ddsp.training import preprocessing  # pylint: disable=wrong-import-position
+from ddsp.training import encoders  # pylint: disable=wrong-import-position
+from ddsp.training import decoders  # pylint: disable=wrong-import-position
+from ddsp.training import models  # pylint: disable=wrong-import-position
+from ddsp.training import data  # pylint: disable=wrong-import-position
+from ddsp.training import trainers  # pylint: disable=wrong-import-position
+from ddsp.training import train_util  # pylint: disable=wrong-import-position
+from ddsp.training import evaluation  # pylint: disable=wrong-import-position
+from ddsp.training import summaries  # pylint: disable=wrong-import-position

@@ -14,7 +14,6 @@ import os
 import re
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 _OPTIMIZER_VARIABLE = re.compile(r'^optimizer/_trainable_variables/(\d+)/\.ATTRIBUTES/VARIABLE_VALUE$')

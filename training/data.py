@@ -1,4 +1,4 @@
-"""Data providers: `tf.data` pipelines of feature dicts for training and evaluation (SPEC §6).
+"""Data providers: `tf.data` pipelines of feature dicts for training and evaluation.
 
 Every provider has:
   * `get_dataset(batch_size=None, shuffle=True, repeats=-1, input_context=None, drop_remainder=True)`:

@@ -1,4 +1,4 @@
-"""Decoders: latent controls -> synthesizer parameters (SPEC §5).
+"""Decoders: latent controls -> synthesizer parameters.
 
 `RnnFcDecoder` (paper): each input (`ld_scaled`, `f0_scaled`, `z`) through its own dense stack, concatenated ->
 RNN -> concatenated with the stacks' outputs -> dense stack -> Dense to the sum of the output splits, split into

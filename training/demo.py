@@ -32,8 +32,9 @@ os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from ddsp import cli  # pylint: disable=g-import-not-at-top
+
 FLAGS = flags.FLAGS
-_FLAGS_DEFINED = False
 
 TRAIN_ASSET = 'violin_phrase.flac'
 EVAL_ASSET = 'violin_phrase_eval.flac'
@@ -42,11 +43,9 @@ DEFAULT_GIN_FILE = 'papers/iclr2020/tiny_instrument.gin'
 DEFAULT_LEARNING_RATE = 1e-3
 
 
+@cli.define_once
 def define_flags():
-  global _FLAGS_DEFINED
-  if _FLAGS_DEFINED:
-    return
-  _FLAGS_DEFINED = True
+  """Defines the command-line flags."""
   flags.DEFINE_string('output_dir', 'demo_out', 'Where the data, model, samples and report go.')
   flags.DEFINE_integer('num_steps', 600, 'Training steps (the paper trains for tens of thousands).')
   flags.DEFINE_integer('batch_size', 8, 'Global batch size (4 s examples).')
@@ -93,7 +92,7 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
   """Runs prepare -> train -> eval -> sample; returns the report dict (also written to demo_report.json)."""
   from ddsp import bundled  # pylint: disable=g-import-not-at-top
   from ddsp import file_utils  # pylint: disable=g-import-not-at-top
-  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
+  from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
 
   t_start = time.time()
   output_dir = os.path.abspath(os.path.expanduser(output_dir))
@@ -115,7 +114,7 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
   log(f'[2/5] train: {gin_file}, {num_steps} steps of batch {batch_size} -> {save_dir} '
       f'(tensorboard --logdir {save_dir})')
   t0 = time.time()
-  train_result = ddsp_run.run('train', save_dir, gin_files=[gin_file], gin_params=params,
+  train_result = experiment.run('train', save_dir, gin_files=[gin_file], gin_params=params,
                               num_steps=num_steps, steps_per_save=steps_per_save,
                               steps_per_summary=max(1, min(100, num_steps // 4)), progress_bar=True)
   timings['train_s'] = time.time() - t0
@@ -129,18 +128,19 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
   ]
   log(f'[3/5] eval: paper metrics on the held-out phrase ({eval_audio})')
   t0 = time.time()
-  eval_result = ddsp_run.run('eval', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params,
+  eval_result = experiment.run('eval', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params,
                              eval_once=True)[-1]
   timings['eval_s'] = time.time() - t0
 
   log('[4/5] sample: resynthesis WAVs and PNGs of held-out windows')
   t0 = time.time()
-  sample_result = ddsp_run.run('sample', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params)
+  sample_result = experiment.run('sample', save_dir, gin_files=['eval/basic.gin'], gin_params=eval_params)
   timings['sample_s'] = time.time() - t0
 
   log('[5/5] transfer: resynthesis of the whole held-out phrase; voice -> violin timbre transfer')
   t0 = time.time()
   from ddsp.training import inference  # pylint: disable=g-import-not-at-top
+  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
   model = inference.load_model(save_dir)
   transfer_dir = os.path.join(output_dir, 'transfer')
   transfer_files, transfer_info = [], {}
@@ -148,8 +148,8 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
                                  ('voice_to_violin', bundled.asset_path(TRANSFER_ASSET),
                                   {'auto_adjust': True, 'dataset_stats': os.path.join(
                                       os.path.dirname(train_prefix), 'dataset_statistics.json')})):
-    result = inference.transfer(model, source, **controls)
-    transfer_files += inference.write_result(result, os.path.join(transfer_dir, name + '.wav'))
+    result = resynthesis.transfer(model, source, **controls)
+    transfer_files += resynthesis.write_result(result, os.path.join(transfer_dir, name + '.wav'))
     transfer_info[name] = {k: v for k, v in result.info.items() if isinstance(v, (int, float, str, bool))}
     if name == 'eval_phrase_resynthesis':
       from ddsp.training import evaluation  # pylint: disable=g-import-not-at-top
@@ -195,23 +195,20 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
+  from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
   from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
   from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
   try:
     run_demo(FLAGS.output_dir, FLAGS.num_steps, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.steps_per_save,
              FLAGS.gin_file, FLAGS.gin_param, FLAGS.train_audio, FLAGS.eval_audio)
-  except (ddsp_run.GinConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError,
+  except (experiment.GinConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError,
           train_util.DataError, trainers.NonFiniteLossError) as e:
     print(f'ddsp demo: error: {e}', file=sys.stderr)
     sys.exit(1)
 
 
 def console_entry_point():
-  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
-  ddsp_run.quiet_library_logging()
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Encoders: audio (and features) -> latent controls for the decoder (SPEC §5).
+"""Encoders: audio (and features) -> latent controls for the decoder.
 
 An encoder is a Keras layer whose `call(features: dict) -> dict` returns new entries that the model merges into
 its outputs dict:
@@ -55,7 +55,7 @@ class Encoder(keras.layers.Layer):
 # ------------------------------------------------------------------------------------------------------------
 # Normalisation.
 # ------------------------------------------------------------------------------------------------------------
-class InstanceNorm(keras.layers.Layer):
+class InstanceNorm(nn.LayerNorm):
   """Normalises each channel over time, per example, with a learned scale and offset per channel.
 
   `y[b, t, c] = (x[b, t, c] - mean_t x[b, :, c]) / sqrt(var_t x[b, :, c] + eps) * gamma[c] + beta[c]`.
@@ -63,14 +63,7 @@ class InstanceNorm(keras.layers.Layer):
   """
 
   def __init__(self, epsilon=1e-5, name='instance_norm', **kwargs):
-    super().__init__(name=name, **kwargs)
-    self.epsilon = float(epsilon)
-
-  def build(self, input_shape):
-    ch = input_shape[-1]
-    self.gamma = self.add_weight(shape=(ch,), initializer='ones', name='gamma')
-    self.beta = self.add_weight(shape=(ch,), initializer='zeros', name='beta')
-    self.built = True
+    super().__init__(epsilon=epsilon, name=name, **kwargs)
 
   def call(self, x):
     x = tf.cast(x, tf.float32)

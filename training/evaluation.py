@@ -1,4 +1,4 @@
-"""Evaluation of resynthesis (paper Table 1, SPEC §7) and sampling.
+"""Evaluation of resynthesis (paper Table 1) and sampling.
 
 Metrics, on resynthesised audio vs. its input:
 
@@ -18,7 +18,6 @@ writes WAVs and PNGs (spectrograms, f0 and loudness curves).
 
 Shapes: audio [batch, n_samples]; f0 / confidence / loudness curves [batch, n_frames].
 """
-import io
 import math
 import os
 import time
@@ -29,10 +28,10 @@ import numpy as np
 import scipy.signal
 import tensorflow as tf
 
+from ddsp import file_utils
 from ddsp.training import checkpoints
 from ddsp.training import summaries
 from ddsp.training import train_util
-from ddsp.training import trainers
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -130,7 +129,7 @@ def compute_f0(audio, sample_rate=16000, frame_rate=250, crepe_model='tiny', cre
 
 
 class ResynthesisMetrics:
-  """Accumulates the SPEC §7 metrics over batches of (input audio, resynthesised audio).
+  """Accumulates the paper's Table 1 metrics over batches of (input audio, resynthesised audio).
 
   Args:
     sample_rate, frame_rate: of the audio and of the curves compared.
@@ -312,14 +311,8 @@ def _feature_batch(batch):
   return dict(batch.items())
 
 
-def _audio_from_outputs(model, outputs):
-  if hasattr(model, 'get_audio_from_outputs'):
-    return model.get_audio_from_outputs(outputs)
-  return outputs['audio_synth']
-
-
-def restore_model(model, checkpoint, example):
-  """Builds `model` on `example` (a feature dict) and loads its weights from a checkpoint prefix or folder.
+def restore_model(model, checkpoint):
+  """Loads the model's weights from a checkpoint prefix or folder (`Autoencoder.restore`).
 
   Returns:
     (checkpoint path, step) of what was loaded.
@@ -330,9 +323,7 @@ def restore_model(model, checkpoint, example):
   path = checkpoints.latest_checkpoint(checkpoint)
   if path is None:
     raise FileNotFoundError(f'No checkpoint found in {checkpoint!r}.')
-  if not model.built or not model.trainable_variables:
-    model(tf.nest.map_structure(lambda x: x[:1], example), training=False)
-  return path, checkpoints.restore_weights(model, path)
+  return path, model.restore(path)
 
 
 def _eval_dataset(data_provider, batch_size, num_batches):
@@ -357,8 +348,7 @@ def evaluate_checkpoint(data_provider, model, checkpoint, batch_size=8, num_batc
   Returns:
     A dict of metrics (see `ResynthesisMetrics.result`) plus `step` and `checkpoint`.
   """
-  sample_rate = int(getattr(data_provider, 'sample_rate', 16000))
-  frame_rate = int(getattr(data_provider, 'frame_rate', 250))
+  sample_rate, frame_rate = train_util.check_geometry(model, data_provider)
   dataset = _eval_dataset(data_provider, batch_size, num_batches)
   metrics = ResynthesisMetrics(sample_rate, frame_rate, crepe_model, confidence_threshold, outlier_semitones,
                                crepe_frame_rate=crepe_frame_rate)
@@ -367,9 +357,9 @@ def evaluate_checkpoint(data_provider, model, checkpoint, batch_size=8, num_batc
   for batch in dataset:
     batch = _feature_batch(batch)
     if path is None:
-      path, step = restore_model(model, checkpoint, batch)
+      path, step = restore_model(model, checkpoint)
     outputs = predict(batch)
-    audio_gen = _audio_from_outputs(model, outputs)
+    audio_gen = model.get_audio_from_outputs(outputs)
     model_losses = {f'model_{k}': float(v) for k, v in model.compute_losses(outputs).items()}
     metrics.update(batch['audio'].numpy(), np.asarray(audio_gen), extra=model_losses)
   if path is None:
@@ -400,7 +390,7 @@ def _write_results(save_dir, result, crepe_model):
   entry = dict(train_util.nan_to_none(result), crepe_model=crepe_model)
   history = [h for h in history if h.get('step') != entry['step']] + [entry]
   history.sort(key=lambda h: (h.get('step') is None, h.get('step') or 0))
-  train_util.dump_json_atomic(path, {'latest': entry, 'history': history})
+  file_utils.write_json(path, {'latest': entry, 'history': history})
   return path
 
 
@@ -476,15 +466,6 @@ def evaluate(data_provider=None,
 # ------------------------------------------------------------------------------------------------------------
 # Sampling.
 # ------------------------------------------------------------------------------------------------------------
-def write_wav(path, audio, sample_rate):
-  """Writes mono float audio [n_samples] as a 16-bit WAV file, atomically."""
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
-  buf = io.BytesIO()
-  sf.write(buf, np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0), int(sample_rate),
-           format='WAV', subtype='PCM_16')
-  return summaries.write_bytes_atomic(path, buf.getvalue())
-
-
 @gin.configurable
 def sample(data_provider=None,
            model=None,
@@ -509,28 +490,27 @@ def sample(data_provider=None,
     raise ValueError('sample() needs a data_provider and a model.')
   if num_examples < 1:
     raise ValueError(f'num_examples must be >= 1, got {num_examples}.')
-  sample_rate = int(getattr(data_provider, 'sample_rate', 16000))
-  frame_rate = int(getattr(data_provider, 'frame_rate', 250))
+  sample_rate, frame_rate = train_util.check_geometry(model, data_provider)
   dataset = _eval_dataset(data_provider, batch_size, None)
   files, written, path, step = [], 0, None, None
   for batch in dataset:
     batch = _feature_batch(batch)
     if path is None:
-      path, step = restore_model(model, restore_dir or save_dir, batch)
+      path, step = restore_model(model, restore_dir or save_dir)
       output_dir = output_dir or os.path.join(save_dir, 'samples', f'step_{step}')
       tf.io.gfile.makedirs(output_dir)
     outputs = model(batch, training=False)
     audio_in = batch['audio'].numpy()
-    audio_gen = np.asarray(_audio_from_outputs(model, outputs))
+    audio_gen = np.asarray(model.get_audio_from_outputs(outputs))
     ld_out = compute_loudness(audio_gen, sample_rate, frame_rate)
     for i in range(audio_in.shape[0]):
       if written >= num_examples:
         break
       name = os.path.join(output_dir, f'example_{written}')
-      files.append(write_wav(name + '_target.wav', audio_in[i], sample_rate))
-      files.append(write_wav(name + '_resynthesis.wav', audio_gen[i], sample_rate))
+      files.append(file_utils.write_wav(name + '_target.wav', audio_in[i], sample_rate))
+      files.append(file_utils.write_wav(name + '_resynthesis.wav', audio_gen[i], sample_rate))
       fig = summaries.spectrogram_figure([audio_in[i], audio_gen[i]], sample_rate, ['target', 'resynthesis'])
-      files.append(summaries.save_figure(fig, name + '_spectrogram.png'))
+      files.append(file_utils.save_figure(fig, name + '_spectrogram.png', tight=False))
       f0_curves, ld_curves = {}, {}
       if 'f0_hz' in batch:
         f0_curves['input f0'] = np.asarray(batch['f0_hz'][i]).reshape(-1)
@@ -541,7 +521,7 @@ def sample(data_provider=None,
         ld_curves['input loudness'] = np.asarray(batch['loudness_db'][i]).reshape(-1)
       ld_curves['resynthesis loudness'] = ld_out[i]
       fig = summaries.curves_figure(f0_curves, ld_curves, frame_rate)
-      files.append(summaries.save_figure(fig, name + '_f0_loudness.png'))
+      files.append(file_utils.save_figure(fig, name + '_f0_loudness.png', tight=False))
       written += 1
     if written >= num_examples:
       break

@@ -1,15 +1,19 @@
-"""Models: the DDSP autoencoder (SPEC §5) and the gin entry point `get_model`.
+"""Models: the DDSP autoencoder (Engel et al. 2020, section 3) and the gin entry point `get_model`.
 
 `Autoencoder` = preprocessor -> encoder -> decoder -> ProcessorGroup -> audio; losses compare the synthesized
-audio with the input audio.
+audio with the input audio. The model knows its own geometry (`sample_rate`, `frame_rate`, `hop_size`,
+`n_samples`, `time_steps`), sets its length for inference (`set_length`) and restores its weights
+(`restore`): every consumer (training, evaluation, inference, export, streaming) asks the model.
 """
 import gin
 import keras
 import tensorflow as tf
 
+from ddsp import effects
 from ddsp import losses as ddsp_losses
 from ddsp import processors
 from ddsp import tracking
+from ddsp.training import checkpoints
 
 
 def _features_dict(features):
@@ -69,7 +73,7 @@ class Autoencoder(keras.Model):
       losses = [ddsp_losses.SpectralLoss()]
     elif not isinstance(losses, (list, tuple)):
       losses = [losses]
-    loss_names = [getattr(l, 'name', type(l).__name__) for l in losses]
+    loss_names = [getattr(loss, 'name', type(loss).__name__) for loss in losses]
     if len(set(loss_names)) != len(loss_names):
       raise ValueError(f'Loss names must be unique (they key the loss dict), got {loss_names}.')
     self.preprocessor = preprocessor
@@ -83,10 +87,137 @@ class Autoencoder(keras.Model):
     # `losses` is a reserved Keras attribute; keep the loss layers under another name.
     self.loss_objs = tracking.track_layers(self, losses, 'loss')
 
+    geometry = self._geometry(strict=False)
+    # The training window (the lengths the gin config gave), kept when `set_length` changes the length.
+    self.train_n_samples, self.train_time_steps = geometry[1:] if geometry else (None, None)
+
   def build(self, input_shape=None):
     # Sub-layers build themselves on the first call; nothing to create here.
     del input_shape
     self.built = True
+
+  # ----------------------------------------------------------------------------------------------------------
+  # Geometry.
+  # ----------------------------------------------------------------------------------------------------------
+  def length_layers(self):
+    """(synthesizers with an `n_samples` attribute, [(layer, attribute)] of the frame counts).
+
+    Reverbs have a fixed IR length (a parametric reverb holds its own IR synthesizer): never resized.
+    """
+    synths, framers = [], []
+    if isinstance(self.processor_group, processors.ProcessorGroup):
+      for proc in self.processor_group.processors:
+        if hasattr(proc, 'n_samples') and not isinstance(proc, effects.ReverbBase):
+          synths.append(proc)
+    pending = [self.preprocessor, self.encoder]
+    while pending:
+      layer = pending.pop()
+      if layer is None:
+        continue
+      for attr in ('time_steps', 'z_time_steps'):
+        if isinstance(getattr(layer, attr, None), int):
+          framers.append((layer, attr))
+      pending.extend(getattr(layer, 'encoders', None) or [])
+    return synths, framers
+
+  def _geometry(self, strict=True):
+    """(sample_rate, n_samples, time_steps) from the layers, or None (strict=False) when they do not say."""
+    synths, framers = self.length_layers()
+    lengths = sorted({int(p.n_samples) for p in synths})
+    rates = sorted({int(p.sample_rate) for p in synths if hasattr(p, 'sample_rate')})
+    steps = sorted({int(getattr(layer, attr)) for layer, attr in framers if attr == 'time_steps'})
+    problem = None
+    if len(lengths) != 1:
+      problem = f'its synthesizers must share one n_samples, got {lengths or "no synthesizer"}'
+    elif len(rates) != 1:
+      problem = f'its synthesizers must share one sample_rate, got {rates or "none"}'
+    elif len(steps) != 1:
+      problem = (f'its preprocessor/encoder must give one time_steps, got {steps or "none"} (a model without '
+                 'an F0LoudnessPreprocessor has no frame rate of its own)')
+    elif lengths[0] % steps[0]:
+      problem = f'n_samples {lengths[0]} is not a multiple of time_steps {steps[0]} (no integer hop)'
+    if problem:
+      if strict:
+        raise ValueError(f'The geometry of model {self.name!r} is unknown: {problem}.')
+      return None
+    return rates[0], lengths[0], steps[0]
+
+  @property
+  def sample_rate(self):
+    """Audio samples per second."""
+    return self._geometry()[0]
+
+  @property
+  def n_samples(self):
+    """Samples synthesized per call (the training window until `set_length` changes it)."""
+    return self._geometry()[1]
+
+  @property
+  def time_steps(self):
+    """Frames per call (`n_samples / hop_size`)."""
+    return self._geometry()[2]
+
+  @property
+  def hop_size(self):
+    """Samples per frame."""
+    _, n_samples, time_steps = self._geometry()
+    return n_samples // time_steps
+
+  @property
+  def frame_rate(self):
+    """Frames per second (`sample_rate / hop_size`; 250 for the paper's models)."""
+    return self.sample_rate / self.hop_size
+
+  def n_frames(self, n_samples):
+    """Frames covering `n_samples` samples: `ceil(n_samples / hop_size)`."""
+    return -(-int(n_samples) // self.hop_size)
+
+  def set_length(self, n_frames):
+    """Makes the model synthesize `n_frames` frames (`n_frames * hop_size` samples) per call."""
+    hop = self.hop_size
+    synths, framers = self.length_layers()
+    for synth in synths:
+      synth.n_samples = int(n_frames) * hop
+    for layer, attr in framers:
+      setattr(layer, attr, int(n_frames))
+
+  def example_features(self, n_frames=None, batch_size=1):
+    """A features dict of silence-free constants (440 Hz, -40 dB) `n_frames` long (default: the training
+    window), e.g. to build the variables before a checkpoint is read into them."""
+    n_frames = int(n_frames or self.train_time_steps or self.time_steps)
+    return {'audio': tf.zeros([batch_size, n_frames * self.hop_size]),
+            'f0_hz': tf.fill([batch_size, n_frames], 440.0),
+            'loudness_db': tf.fill([batch_size, n_frames], -40.0)}
+
+  def ensure_built(self):
+    """Creates the variables (one call on `example_features()` at the current length) if not done yet."""
+    if not (self.built and getattr(self.decoder, 'built', True) and self.variables):
+      self(self.example_features(self.time_steps), training=False)
+
+  def restore(self, checkpoint):
+    """Reads the weights of `checkpoint` (a `ckpt-<n>` prefix or a folder: its newest) into the model.
+
+    Builds the variables first if needed. Returns the checkpoint's training step (None if it has none).
+
+    Raises:
+      FileNotFoundError: no checkpoint there.
+      ddsp.training.checkpoints.IncompatibleCheckpointError: the checkpoint does not hold this model.
+    """
+    path = checkpoints.latest_checkpoint(checkpoint)
+    if path is None:
+      raise FileNotFoundError(f'No checkpoint found in {checkpoint!r} (expected ckpt-<n>.index files or a '
+                              'checkpoint prefix).')
+    self.ensure_built()
+    return checkpoints.restore_weights(self, path)
+
+  def reverb_node(self):
+    """(reverb layer, key of its input signal) of the last reverb node of the DAG, or (None, None)."""
+    found = (None, None)
+    if isinstance(self.processor_group, processors.ProcessorGroup):
+      for proc, keys in self.processor_group.dag:
+        if isinstance(proc, effects.ReverbBase):
+          found = (proc, keys[0])
+    return found
 
   def encode(self, features, training=False):
     """Runs the preprocessor and the encoder; returns the merged features dict."""

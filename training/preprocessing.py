@@ -1,4 +1,4 @@
-"""Preprocessors: turn dataset features into network-ready inputs (SPEC §5).
+"""Preprocessors: turn dataset features into network-ready inputs.
 
 A preprocessor is a Keras layer whose `call(features: dict) -> dict` returns new entries that the model merges
 into its outputs dict. It holds no weights and always computes in float32.
@@ -54,7 +54,7 @@ def at_time_steps(x, time_steps, name):
 
 @gin.register
 class F0LoudnessPreprocessor(keras.layers.Layer):
-  """Scales f0 and loudness for the decoder and resamples them to its frame count (SPEC §5).
+  """Scales f0 and loudness for the decoder and resamples them to its frame count.
 
   Input features: `f0_hz` and `loudness_db`, each `[batch, n_frames]` or `[batch, n_frames, 1]`.
   Outputs, each `[batch, time_steps, 1]` float32:
@@ -64,7 +64,7 @@ class F0LoudnessPreprocessor(keras.layers.Layer):
 
   Args:
     time_steps: frame count of the outputs (the decoder's time steps; 1000 for 4 s at 250 Hz).
-    loudness_range_db: `ld_scaled = max(loudness_db, -range) / range + 1`; 120 (SPEC §5) spans the whole
+    loudness_range_db: `ld_scaled = max(loudness_db, -range) / range + 1`; 120 spans the whole
       loudness scale, a smaller range spreads the levels an instrument plays at over more of 0..1.
     require_f0: when False, a missing `f0_hz` is allowed (e.g. an encoder learns f0) and only the loudness
       outputs are produced.

@@ -85,14 +85,7 @@ def model_geometry(model):
   group = getattr(model, 'processor_group', None)
   if not isinstance(group, processors.ProcessorGroup):
     raise ValueError(f'Streaming needs a ProcessorGroup, got {type(group).__name__}.')
-  lengths = {p.n_samples for p in group.processors if isinstance(p, (synths.Harmonic, synths.FilteredNoise))}
-  if len(lengths) != 1:
-    raise ValueError(f'Streaming needs Harmonic / FilteredNoise nodes with one n_samples, got {sorted(lengths)}.')
-  n_samples = lengths.pop()
-  time_steps = pre.time_steps
-  if n_samples % time_steps:
-    raise ValueError(f'n_samples {n_samples} is not a multiple of time_steps {time_steps}: no integer hop.')
-  return n_samples, time_steps, n_samples // time_steps
+  return model.n_samples, model.time_steps, model.hop_size
 
 
 class StreamingModel(tf.Module):
@@ -216,7 +209,6 @@ class StreamingModel(tf.Module):
   def _prepare_constants(self, reverb_partition):
     """Constant matrices: the noise filters' design (irfft + window as one matmul) and convolution indices,
     the reverb's real DFT matrices and IR partition spectra, and the noise table."""
-    hop = self.hop
     for node in self._nodes:
       if node['kind'] == 'noise':
         n_bands, window = self.decoder_split_size(node['mags']), node['window']

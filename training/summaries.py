@@ -9,8 +9,6 @@ Call the summary functions inside `with writer.as_default():` of a `tf.summary.c
 Shapes: audio [batch, n_samples] (or [n_samples]); frame features [batch, n_frames] or [batch, n_frames, 1].
 """
 import io
-import os
-import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -90,24 +88,6 @@ def figure_to_png(fig):
   buf = io.BytesIO()
   fig.savefig(buf, format='png', dpi=fig.dpi)
   return buf.getvalue(), (width, height)
-
-
-def write_bytes_atomic(path, data):
-  """Writes bytes to `path` through a temporary file in the same folder and a rename."""
-  directory = os.path.dirname(path)
-  if directory:
-    tf.io.gfile.makedirs(directory)
-  tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp-{uuid.uuid4().hex}')
-  with tf.io.gfile.GFile(tmp, 'wb') as f:
-    f.write(data)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-  return path
-
-
-def save_figure(fig, path):
-  """Saves a Figure as a PNG file atomically; returns the path."""
-  png, _ = figure_to_png(fig)
-  return write_bytes_atomic(path, png)
 
 
 def log_spectrogram(audio_1d, n_fft=1024, hop=256):

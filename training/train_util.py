@@ -28,6 +28,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from ddsp import file_utils
 from ddsp.training import checkpoints
 from ddsp.training import summaries
 from ddsp.training import trainers
@@ -83,15 +84,10 @@ def get_strategy(strategy='default', tpu=None, devices=None):
 # ------------------------------------------------------------------------------------------------------------
 # Files.
 # ------------------------------------------------------------------------------------------------------------
-def write_text_atomic(path, text):
-  """Writes text to `path` through a temporary file and a rename (works with tf.io.gfile paths)."""
-  return summaries.write_bytes_atomic(path, text.encode('utf-8'))
-
-
 def write_operative_config(save_dir, step):
   """Saves gin's operative config as `save_dir/operative_config-<step>.gin`; returns the path."""
   path = os.path.join(save_dir, f'operative_config-{int(step)}.gin')
-  return write_text_atomic(path, gin.operative_config_str())
+  return file_utils.write_text(path, gin.operative_config_str())
 
 
 def latest_operative_config(directory):
@@ -232,10 +228,16 @@ class _StopSignal:
 # ------------------------------------------------------------------------------------------------------------
 # The loop.
 # ------------------------------------------------------------------------------------------------------------
-def _audio_from_outputs(model, outputs):
-  if hasattr(model, 'get_audio_from_outputs'):
-    return model.get_audio_from_outputs(outputs)
-  return outputs['audio_synth']
+def check_geometry(model, data_provider):
+  """The data's (sample_rate, frame_rate); a DataError naming both rates when the model synthesizes audio at
+  another sample rate than the data's (the spectral loss would compare two different time axes)."""
+  sample_rate, frame_rate = int(data_provider.sample_rate), int(data_provider.frame_rate)
+  model_rate = getattr(model, 'sample_rate', None) if getattr(model, 'train_n_samples', None) else None
+  if model_rate is not None and int(model_rate) != sample_rate:
+    raise DataError(f'The model synthesizes {int(model_rate)} Hz audio but the data '
+                    f'({type(data_provider).__name__}) is at {sample_rate} Hz: prepare the data at the model\'s '
+                    'rate or set the gin macro `sample_rate` to the data\'s.')
+  return sample_rate, frame_rate
 
 
 @gin.configurable
@@ -258,7 +260,7 @@ def train(data_provider=gin.REQUIRED,
   Args:
     data_provider: an object with `get_dataset(batch_size, shuffle, repeats)` returning feature dicts
       (`audio` [batch, n_samples], `f0_hz`, `f0_confidence`, `loudness_db` [batch, n_frames]); its
-      `sample_rate` and `frame_rate` attributes (default 16000 and 250) are used for summaries.
+      `sample_rate` and `frame_rate` attributes are used for summaries (and checked against the model's).
     trainer: a `ddsp.training.trainers.Trainer`.
     batch_size: the global batch size (split over the replicas; must be divisible by their number).
     num_steps: train until the step counter reaches this value (a resumed run counts from its checkpoint).
@@ -311,8 +313,7 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
   if not save_dir:
     raise ValueError('train() needs a save_dir.')
   chief = trainer.is_chief
-  sample_rate = int(getattr(data_provider, 'sample_rate', 16000))
-  frame_rate = int(getattr(data_provider, 'frame_rate', 250))
+  sample_rate, frame_rate = check_geometry(trainer.model, data_provider)
 
   keras.utils.set_random_seed(seed)
   dataset = get_dataset(data_provider, batch_size)  # Data errors surface before anything is written.
@@ -458,7 +459,7 @@ def _write_step_summaries(trainer, losses, grad_norm, local_batch, step, steps_p
   batch = tf.nest.map_structure(lambda x: x[:n_examples], local_batch)
   try:
     outputs = trainer.predict(batch)
-    audio_gen = _audio_from_outputs(trainer.model, outputs)
+    audio_gen = trainer.model.get_audio_from_outputs(outputs)
     summaries.audio_summaries(batch, outputs, audio_gen, step, sample_rate, frame_rate, n_examples)
   except Exception as e:  # pylint: disable=broad-except
     # Audio and figure summaries are a diagnostic; never let them kill a long run.
@@ -466,18 +467,6 @@ def _write_step_summaries(trainer, losses, grad_norm, local_batch, step, steps_p
 
 
 read_checkpoint_step = checkpoints.read_checkpoint_step
-
-
-def dump_json_atomic(path, obj):
-  """Writes `obj` as pretty JSON through a temporary file and a rename."""
-  def default(x):
-    if isinstance(x, (np.floating, np.integer)):
-      return x.item()
-    if isinstance(x, np.ndarray):
-      return x.tolist()
-    raise TypeError(f'Cannot write {type(x).__name__} to JSON.')
-  text = json.dumps(obj, indent=2, sort_keys=True, default=default, allow_nan=True)
-  return write_text_atomic(path, text + '\n')
 
 
 def nan_to_none(d):

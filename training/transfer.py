@@ -26,18 +26,16 @@ import sys
 from absl import app
 from absl import flags
 
+from ddsp import cli
+
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 FLAGS = flags.FLAGS
-_FLAGS_DEFINED = False
 
 
+@cli.define_once
 def define_flags():
-  """Defines the command-line flags (once; importing this module defines none)."""
-  global _FLAGS_DEFINED
-  if _FLAGS_DEFINED:
-    return
-  _FLAGS_DEFINED = True
+  """Defines the command-line flags."""
   flags.DEFINE_string('model_dir', None, 'Training folder of the model (ddsp_run --save_dir).')
   flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix to use instead of the newest in --model_dir.')
   flags.DEFINE_multi_string('gin_param', [], 'Extra gin binding applied after the saved config (repeatable).')
@@ -84,19 +82,20 @@ def _acoustic_transfer(model, input_path, output_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ddsp import file_utils  # pylint: disable=g-import-not-at-top
   from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
-  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
-  audio, notes = inference.read_input(input_path, model.sample_rate)
+  from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top
+  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
+  audio, notes = features_lib.read_input(input_path, model.sample_rate)
   for note in notes:
     print(f'ddsp_transfer: note: input {note}.', file=sys.stderr)
-  if float(np.max(np.abs(audio))) < inference.SILENCE_PEAK:
-    raise inference.InputError('The input is silent: nothing to transfer.')
-  wet = inference.apply_ir(model, audio)
+  if float(np.max(np.abs(audio))) < features_lib.SILENCE_PEAK:
+    raise features_lib.InputError('The input is silent: nothing to transfer.')
+  wet = resynthesis.apply_ir(model, audio)
   file_utils.write_wav(output_path, wet, model.sample_rate)
   fr = int(model.frame_rate) if float(model.frame_rate).is_integer() else model.frame_rate
   curves = {'input loudness': spectral_ops.compute_loudness(audio, model.sample_rate, fr),
             'output loudness': spectral_ops.compute_loudness(wet, model.sample_rate, fr)}
-  fig = inference.results_figure(audio, wet, model.sample_rate, model.frame_rate, {}, curves,
-                                 titles=('input', 'input in the learned room'))
+  fig = resynthesis.results_figure(audio, wet, model.sample_rate, model.frame_rate, {}, curves,
+                                   titles=('input', 'input in the learned room'))
   png = os.path.splitext(output_path)[0] + '.png'
   file_utils.save_figure(fig, png)
   return [output_path, png]
@@ -111,22 +110,24 @@ def main(argv):
     raise app.UsageError('Give --input (with --output) and/or --export_ir.')
   if FLAGS.input and not FLAGS.output:
     raise app.UsageError('--input needs --output (a WAV path).')
+  from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top
   from ddsp.training import inference  # pylint: disable=g-import-not-at-top
+  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
   try:
     model = inference.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint, gin_params=FLAGS.gin_param)
     written = []
     if FLAGS.export_ir:
-      ir = inference.export_ir(model, FLAGS.export_ir, include_dry=FLAGS.ir_with_dry)
+      ir = resynthesis.export_ir(model, FLAGS.export_ir, include_dry=FLAGS.ir_with_dry)
       written.append(FLAGS.export_ir)
       print(f'ddsp_transfer: impulse response ({ir.size} taps, {ir.size / model.sample_rate:.3f} s) -> '
             f'{FLAGS.export_ir}')
     if FLAGS.input and FLAGS.acoustic_transfer:
       written += _acoustic_transfer(model, FLAGS.input, FLAGS.output)
     elif FLAGS.input:
-      result = inference.transfer(
+      result = resynthesis.transfer(
           model, FLAGS.input, crepe_model=FLAGS.crepe_model, crepe_frame_rate=FLAGS.crepe_frame_rate,
           interpolate_with=FLAGS.interpolate_with, interpolation=FLAGS.interpolation,
-          pitch_shift=FLAGS.pitch_shift + inference.octaves(FLAGS.octave_shift),
+          pitch_shift=FLAGS.pitch_shift + features_lib.octaves(FLAGS.octave_shift),
           loudness_shift=FLAGS.loudness_shift, f0_range_scale=FLAGS.f0_range_scale,
           loudness_range_scale=FLAGS.loudness_range_scale, f0_curve=FLAGS.f0_curve,
           loudness_curve=FLAGS.loudness_curve, confidence_threshold=FLAGS.confidence_threshold,
@@ -137,8 +138,8 @@ def main(argv):
         print(f'ddsp_transfer: note: input {note}.', file=sys.stderr)
       if FLAGS.no_reverb and result.audio_dry is None:
         print('ddsp_transfer: note: the model has no reverb; --no_reverb changes nothing.', file=sys.stderr)
-      written += inference.write_result(result, FLAGS.output,
-                                        write_dry=FLAGS.no_reverb and result.audio_dry is not None)
+      written += resynthesis.write_result(result, FLAGS.output,
+                                          write_dry=FLAGS.no_reverb and result.audio_dry is not None)
       info = result.info
       summary = (f"pitch shift {info['pitch_shift_semitones']:+g} semitones, loudness shift "
                  f"{info['loudness_shift_db']:+.1f} dB, {info['voiced_frames']}/{info['n_frames']} voiced "
@@ -147,17 +148,13 @@ def main(argv):
         summary += (f" (auto_adjust: {info['auto_octave_shift']:+d} octaves, "
                     f"{info['auto_loudness_shift_db']:+.1f} dB)")
       print(f'ddsp_transfer: {summary}')
-  except (FileNotFoundError, ValueError, inference.InputError) as e:
+  except (FileNotFoundError, ValueError, features_lib.InputError) as e:
     _error(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
   print('ddsp_transfer: wrote ' + ', '.join(written))
 
 
 def console_entry_point():
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
-  std_logging.getLogger('tensorflow').setLevel(std_logging.ERROR)
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags)
 
 
 if __name__ == '__main__':
