@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import ddsp.training  # pylint: disable=unused-import  (registers every configurable)
+import ddsp.training  # noqa: F401  (registers every configurable)
 from ddsp.training import configs
 from ddsp.training import models
 
@@ -58,9 +58,9 @@ def test_the_expected_files_exist():
   for name in ('models/ae.gin', 'models/solo_instrument.gin', 'models/nsynth_ae.gin',
                'models/nsynth_ae_unsupervised.gin', 'models/tiny.gin', 'papers/iclr2020/nsynth_ae.gin',
                'papers/iclr2020/nsynth_ae_unsupervised.gin', 'papers/iclr2020/solo_instrument.gin',
-               'papers/iclr2020/tiny_instrument.gin'):
+               'papers/iclr2020/tiny_instrument.gin', 'models/tiny_fast.gin', 'recipes/tiny_instrument_fast.gin'):
     assert name in ALL_GIN_FILES, name
-  assert set(MODEL_FILES) >= {f for f in ALL_GIN_FILES if f.startswith(('models/', 'papers/'))}
+  assert set(MODEL_FILES) >= {f for f in ALL_GIN_FILES if f.startswith(('models/', 'papers/', 'recipes/'))}
 
 
 @pytest.mark.parametrize('relpath', ALL_GIN_FILES)
@@ -199,7 +199,7 @@ def test_model_builds_runs_and_has_the_implied_size(relpath):
     ('papers/iclr2020/tiny_instrument.gin', 0.28e6),
 ])
 def test_paper_model_sizes(relpath, paper_figure):
-  """SPEC §5 / issue 4: solo_instrument about 4.8M parameters, tiny about 0.28M."""
+  """solo_instrument about 4.8M parameters, tiny about 0.28M."""
   _parse(relpath)
   decoder, encoder, reverb = _expected_params()
   implied = decoder + encoder + reverb
@@ -236,6 +236,27 @@ def test_tiny_has_no_dense_stacks():
   assert _bound('RnnFcDecoder.rnn_channels') == 256
 
 
+def test_fast_recipe_is_tiny_with_a_compact_decaying_reverb():
+  _parse('papers/iclr2020/tiny_instrument.gin', ['n_samples = 16000', 'time_steps = 250'])
+  paper = models.get_model()
+  paper(_harmonic_tone_batch(1, 16000))
+  _parse('recipes/tiny_instrument_fast.gin', ['n_samples = 16000', 'time_steps = 250'])
+  assert _bound('RnnFcDecoder.layers_per_stack') == 0 and _bound('RnnFcDecoder.rnn_channels') == 256
+  assert _bound('%batch_size') == 8 and _bound('Trainer.learning_rate') == 1e-3
+  model = models.get_model()
+  model(_harmonic_tone_batch(1, 16000))
+  reverb, _ = model.reverb_node()
+  assert reverb.reverb_length == 16000
+  # Only the reverb differs from the paper's tiny model: 48000 - 16000 fewer taps.
+  assert paper.count_params() - model.count_params() == 48000 - 16000
+  # The effective IR's envelope: ir_scale at the first tap, 60 dB lower at the last (closed form).
+  ir = np.asarray(reverb.ir)
+  effective = np.asarray(reverb.get_ir())[0]
+  ratio = effective[1:] / ir[1:]
+  n = np.arange(1, 16000)
+  np.testing.assert_allclose(ratio, 0.1 * 10.0 ** (-3.0 * n / 16000), rtol=1e-5)
+
+
 def test_resolve_gin_file_forms():
   root = configs.gin_dir()
   solo = os.path.join(root, 'papers', 'iclr2020', 'solo_instrument.gin')
@@ -245,5 +266,7 @@ def test_resolve_gin_file_forms():
   assert configs.resolve_gin_file('models/solo_instrument') == os.path.join(root, 'models', 'solo_instrument.gin')
   assert configs.resolve_gin_file(solo) == solo
   assert configs.resolve_gin_file('tiny') == os.path.join(root, 'models', 'tiny.gin')
+  fast = os.path.join(root, 'recipes', 'tiny_instrument_fast.gin')
+  assert configs.resolve_gin_file('tiny_instrument_fast') == fast
   with pytest.raises(FileNotFoundError, match='tiny_instrument'):
     configs.resolve_gin_file('tiny_instrumnt')

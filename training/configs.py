@@ -6,14 +6,14 @@ or in a source checkout) and `resolve_gin_file(name)` turns a user's `--gin_file
   * a path relative to the gin folder, with or without `.gin` ('papers/iclr2020/solo_instrument.gin',
     'models/tiny');
   * a bare name ('solo_instrument', 'tiny_instrument.gin'), searched in the gin folder; when several files
-    share the name, experiment files under `papers/` win, then `models/`, then the shortest path.
+    share the name, experiment files under `papers/` win, then `recipes/`, then `models/`, then the shortest path.
 """
 import difflib
 import importlib.resources
 import logging
 import os
 
-PREFERRED_FOLDERS = ('papers', 'models')
+PREFERRED_FOLDERS = ('papers', 'recipes', 'models')
 
 
 def _looks_like_gin_dir(path):
