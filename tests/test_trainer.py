@@ -182,6 +182,48 @@ def test_bad_arguments_are_reported():
     train_util.train(provider, trainer, batch_size=0, save_dir='/tmp/unused')
 
 
+class _VoicingProvider(_ArrayProvider):
+  """_ArrayProvider with an `f0_confidence` [B, 2] feature."""
+
+  def __init__(self, audio, target, confidence):
+    super().__init__(audio, target)
+    self.confidence = confidence.astype(np.float32)
+
+  def get_dataset(self, batch_size, shuffle=True, repeats=-1):
+    del shuffle
+    ds = tf.data.Dataset.from_tensor_slices({'audio': self.audio, 'target': self.target,
+                                             'f0_confidence': self.confidence})
+    return ds.repeat(repeats).batch(batch_size, drop_remainder=True)
+
+
+def test_silent_or_unvoiced_data_is_refused_before_training(tmp_path):
+  rng = np.random.RandomState(4)
+  loud = rng.normal(size=(16, 3)) * 0.1
+  target = loud.sum(axis=1)
+  kw = dict(batch_size=4, num_steps=2, steps_per_summary=0, steps_per_save=1, progress_bar=False,
+            write_summaries=False)
+  # Digital silence, and a -80 dBFS hiss (below the -70 dBFS floor): nothing is written.
+  for quiet in (np.zeros((16, 3)), np.full((16, 3), 1e-4)):
+    save_dir = str(tmp_path / f'silent{quiet.max()}')
+    with pytest.raises(train_util.DataError, match=r'silent: the 16 examples .* peak at -?[0-9.]+ dBFS'):
+      train_util.train(_ArrayProvider(quiet, target), trainers.Trainer(LinearModel()), save_dir=save_dir, **kw)
+    assert not os.path.exists(save_dir)
+  # Sound, but f0 confidence never reaches 0.5 anywhere.
+  unvoiced = _VoicingProvider(loud, target, np.full((16, 2), 0.49))
+  with pytest.raises(train_util.DataError, match=r'unvoiced: .* no frame has f0 confidence >= 0.5'):
+    train_util.train(unvoiced, trainers.Trainer(LinearModel()), save_dir=str(tmp_path / 'u'), **kw)
+  assert not os.path.exists(tmp_path / 'u')
+  # One voiced frame in the last example is enough; and the check can be turned off.
+  confidence = np.zeros((16, 2))
+  confidence[15, 1] = 0.9
+  peak_db, voiced, examples = train_util.check_training_signal(_VoicingProvider(loud, target, confidence), 4)
+  assert examples == 16 and voiced == pytest.approx(1 / 32)
+  assert peak_db == pytest.approx(20 * np.log10(np.abs(loud).max()), abs=1e-4)
+  result = train_util.train(unvoiced, trainers.Trainer(LinearModel()), save_dir=str(tmp_path / 'off'),
+                            check_data=False, **kw)
+  assert result['step'] == 2
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The tiny autoencoder.
 # --------------------------------------------------------------------------------------------------------------

@@ -228,6 +228,57 @@ class _StopSignal:
 # ------------------------------------------------------------------------------------------------------------
 # The loop.
 # ------------------------------------------------------------------------------------------------------------
+SILENCE_DB = -70.0  # Audio whose every sample is below this (dBFS) counts as silence.
+VOICED_CONFIDENCE = 0.5  # A frame with f0 confidence at or above this counts as voiced.
+
+
+def check_training_signal(data_provider, batch_size, max_batches=64):
+  """Reads the data in order until it finds a voiced frame that sounds; a DataError if none is found.
+
+  A model trained on digital silence learns to play silence, and one trained where f0 is never voiced learns
+  nothing its harmonic synthesizer can follow; both are refused before training starts. The data is read
+  unshuffled, `batch_size` examples at a time, up to `max_batches` batches (the whole set when it is smaller).
+  Providers without `f0_confidence` are checked for silence only. Intentionally unvoiced material (e.g.
+  percussion for a noise-only model) trains with `train.check_data = False`.
+
+  Returns:
+    (peak dBFS of the audio read, fraction of voiced frames read, examples read).
+  """
+  try:
+    dataset = data_provider.get_dataset(batch_size, shuffle=False, repeats=1)
+  except TypeError:  # A provider without the (shuffle, repeats) arguments: nothing to check cheaply.
+    return None
+  peak, voiced, frames, examples = 0.0, 0, 0, 0
+  floor = 10.0 ** (SILENCE_DB / 20.0)
+  for batch in dataset.take(max_batches):
+    audio = np.asarray(batch['audio'], np.float64)
+    finite = np.isfinite(audio)
+    peak = max(peak, float(np.max(np.abs(np.where(finite, audio, 0.0)), initial=0.0)))
+    examples += int(audio.shape[0])
+    if 'f0_confidence' in batch:
+      confidence = np.asarray(batch['f0_confidence'])
+      voiced += int(np.sum(confidence >= VOICED_CONFIDENCE))
+      frames += int(confidence.size)
+    else:
+      frames = None
+    if peak >= floor and (frames is None or voiced):
+      break
+  patterns = ', '.join(repr(p) for p in data_patterns(data_provider)) or type(data_provider).__name__
+  if not examples:
+    return None  # Fewer examples than one batch: training repeats them; nothing to judge here.
+  peak_db = 20.0 * math.log10(max(peak, 1e-12))
+  hint = 'Set train.check_data = False to train on it anyway.'
+  if peak < floor:
+    raise DataError(f'The training data is silent: the {examples} examples read from {patterns} peak at '
+                    f'{peak_db:.1f} dBFS (below {SILENCE_DB:g} dBFS); a model trained on it learns to play '
+                    f'silence. Check the files and their gain. {hint}')
+  if frames is not None and not voiced:
+    raise DataError(f'The training data is unvoiced: in the {examples} examples read from {patterns}, no frame '
+                    f'has f0 confidence >= {VOICED_CONFIDENCE:g}, so the harmonic synthesizer has no pitch to '
+                    f'follow (noise, percussion, or silence with a noise floor?). {hint}')
+  return peak_db, (voiced / frames if frames else None), examples
+
+
 def check_geometry(model, data_provider):
   """The data's (sample_rate, frame_rate); a DataError naming both rates when the model synthesizes audio at
   another sample rate than the data's (the spectral loss would compare two different time axes)."""
@@ -254,7 +305,8 @@ def train(data_provider=gin.REQUIRED,
           seed=0,
           progress_bar=True,
           summary_examples=2,
-          write_summaries=True):
+          write_summaries=True,
+          check_data=True):
   """Trains `trainer.model` on `data_provider`; see the module docstring.
 
   Args:
@@ -277,6 +329,7 @@ def train(data_provider=gin.REQUIRED,
     progress_bar: show a tqdm progress bar.
     summary_examples: how many examples to write as audio and figures.
     write_summaries: write TensorBoard summaries (False: only checkpoints).
+    check_data: refuse silent or unvoiced-only data before training (`check_training_signal`).
 
   Returns:
     A dict: `step` (final step), `losses` (last step's loss terms), `stopped` ('num_steps', 'early_stop',
@@ -286,17 +339,17 @@ def train(data_provider=gin.REQUIRED,
   Raises:
     NonFiniteLossError: when a loss term becomes NaN or Inf.
     FileNotFoundError: when the provider's data pattern matches no file.
-    DataError: when the provider rejects its configuration.
+    DataError: when the provider rejects its configuration, or the data is silent or unvoiced throughout.
   """
   with _quiet_option_change():
     return _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, steps_per_save, save_dir,
                   restore_dir, early_stop_loss_value, data_checkpoint, seed, progress_bar, summary_examples,
-                  write_summaries)
+                  write_summaries, check_data)
 
 
 def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, steps_per_save, save_dir,
            restore_dir, early_stop_loss_value, data_checkpoint, seed, progress_bar, summary_examples,
-           write_summaries):
+           write_summaries, check_data):
   """The body of `train` (same arguments)."""
   import keras  # pylint: disable=g-import-not-at-top
   if trainer is None:
@@ -317,6 +370,8 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
 
   keras.utils.set_random_seed(seed)
   dataset = get_dataset(data_provider, batch_size)  # Data errors surface before anything is written.
+  if check_data:
+    check_training_signal(data_provider, batch_size)
   tf.io.gfile.makedirs(save_dir)
   trainer.build(example_batch(dataset))
 
