@@ -68,6 +68,36 @@ def is_url(path):
   return '://' in os.fspath(path)
 
 
+def same_file(a, b):
+  """True when two local paths name the same file (after `~`, `./`, `..` and symlinks are resolved)."""
+  if is_url(a) or is_url(b):
+    return os.fspath(a) == os.fspath(b)
+  a, b = os.path.realpath(os.path.expanduser(a)), os.path.realpath(os.path.expanduser(b))
+  if a == b:
+    return True
+  try:
+    return os.path.samefile(a, b)  # hard links
+  except OSError:
+    return False
+
+
+def check_outputs_are_not_inputs(outputs, inputs):
+  """Refuses to write over a file the command reads.
+
+  Args:
+    outputs: {description: path} of every file the command will write (None values are skipped).
+    inputs: {description: path} of every file it reads (None values are skipped).
+
+  Raises:
+    ValueError: naming the output and the input it would replace.
+  """
+  for out_name, out_path in outputs.items():
+    for in_name, in_path in inputs.items():
+      if out_path and in_path and same_file(out_path, in_path):
+        raise ValueError(f'{out_name} {os.fspath(out_path)!r} is {in_name} {os.fspath(in_path)!r}: writing it '
+                         'would destroy the input. Choose another output path.')
+
+
 def write_bytes(path, data):
   """Writes bytes to `path` atomically (local paths and `tf.io.gfile` URLs); returns the path."""
   path = os.fspath(path)

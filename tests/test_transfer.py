@@ -102,3 +102,26 @@ def test_cli_reports_incompatible_checkpoint_and_unpitched_input(trained_dir, tm
   assert proc.returncode == 1
   assert 'ddsp_transfer: error: Checkpoint' in proc.stderr and 'does not match' in proc.stderr
   assert not os.path.exists(tmp_path / 'o.wav')
+
+
+def test_cli_refuses_an_output_that_is_an_input(trained_dir, tmp_path, monkeypatch):
+  take = tmp_path / 'take.wav'
+  t = np.arange(SR) / SR
+  sf.write(str(take), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
+  link = tmp_path / 'link.wav'
+  os.symlink(take, link)
+  before = take.read_bytes()
+  monkeypatch.chdir(tmp_path)  # './take.wav' and the symlink both name the input
+  for output in (str(take), './take.wav', str(link)):
+    proc = _cli(f'--model_dir={trained_dir}', f'--input={take}', f'--output={output}')
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('ddsp_transfer: error:')]
+    assert len(errors) == 1 and '--output' in errors[0] and 'is --input' in errors[0], proc.stderr[-2000:]
+    assert take.read_bytes() == before
+  # A curve file is an input too; the figure beside the output must not replace it.
+  curve = tmp_path / 'out.png'
+  curve.write_bytes(b'not really a png')
+  proc = _cli(f'--model_dir={trained_dir}', f'--input={take}', f'--output={tmp_path / "out.wav"}',
+              f'--f0_curve={curve}')
+  assert proc.returncode == 1 and 'the figure beside --output' in proc.stderr, proc.stderr[-2000:]
+  assert not (tmp_path / 'out.wav').exists()

@@ -113,6 +113,17 @@ def main(argv):
   from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top
   from ddsp.training import inference  # pylint: disable=g-import-not-at-top
   from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
+  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
+  outputs = {'--export_ir': FLAGS.export_ir}
+  if FLAGS.input and FLAGS.output:
+    outputs['--output'] = FLAGS.output
+    outputs['the figure beside --output'] = os.path.splitext(FLAGS.output)[0] + '.png'
+  inputs = {'--input': FLAGS.input, '--interpolate_with': FLAGS.interpolate_with, '--f0_curve': FLAGS.f0_curve,
+            '--loudness_curve': FLAGS.loudness_curve, '--dataset_stats': FLAGS.dataset_stats}
+  try:
+    file_utils.check_outputs_are_not_inputs(outputs, inputs)
+  except ValueError as e:
+    _error(str(e))
   try:
     model = inference.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint, gin_params=FLAGS.gin_param)
     written = []
