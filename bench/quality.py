@@ -1,6 +1,6 @@
 r"""Quality benchmark: how good a short training run sounds, and how fast it gets there.
 
-Trains a model (default `papers/iclr2020/tiny_instrument.gin`... through `ddsp_run`, the user's path) on the
+Trains a model (default `recipes/tiny_instrument_fast.gin`, the demo's, through `ddsp_run`, the user's path) on the
 bundled 60 s violin phrase, and every `--eval_every` steps restores the newest checkpoint (the inference path
 every consumer uses) and resynthesizes the whole bundled 12 s held-out phrase, which training never sees.
 Printed per evaluation, and written to `quality.json`:

@@ -3,7 +3,7 @@ r"""`make demo`: the whole DDSP workflow on a bundled violin recording, on a CPU
   1. prepare  `ddsp.data_prep.pipeline.prepare` (Apache Beam, DirectRunner) turns the bundled 60 s violin phrase
               into 4 s TFRecord windows with CREPE f0, confidence and A-weighted loudness, and the bundled 12 s
               held-out phrase into evaluation windows;
-  2. train    `ddsp_run --mode=train` with `papers/iclr2020/tiny_instrument.gin` (harmonic + filtered noise +
+  2. train    `ddsp_run --mode=train` with `recipes/tiny_instrument_fast.gin` (harmonic + filtered noise +
               learned reverb, 0.28M parameters) for `--num_steps` steps, writing checkpoints and TensorBoard
               summaries;
   3. eval     `ddsp_run --mode=eval` on the held-out windows: the paper's Table 1 metrics (loudness L1, f0 L1,
@@ -39,7 +39,7 @@ FLAGS = flags.FLAGS
 TRAIN_ASSET = 'violin_phrase.flac'
 EVAL_ASSET = 'violin_phrase_eval.flac'
 TRANSFER_ASSET = 'voice_like_phrase.flac'
-DEFAULT_GIN_FILE = 'papers/iclr2020/tiny_instrument.gin'
+DEFAULT_GIN_FILE = 'recipes/tiny_instrument_fast.gin'
 DEFAULT_LEARNING_RATE = 1e-3
 
 
