@@ -22,6 +22,7 @@ import soundfile as sf
 import tensorflow as tf
 
 from ddsp import file_utils
+from ddsp import spectral_ops
 from ddsp.training import features as features_lib
 from ddsp.training import summaries
 
@@ -44,6 +45,40 @@ def apply_ir(model, audio):
   audio = np.asarray(audio, np.float32).reshape(1, -1)
   wet = model.reverb.get_signal(tf.constant(audio), tf.constant(ir[np.newaxis]))
   return np.asarray(wet)[0]
+
+
+def acoustic_transfer(model, input_path, output_path, log=None):
+  """Writes the recording `input_path` through the model's learned room to the WAV `output_path`, and a PNG
+  beside it (same name, `.png`) with both spectrograms and loudness curves.
+
+  Args:
+    model: a loaded model with a learned reverb (`inference.load_model`).
+    input_path: any audio file `features.read_input` reads (resampled and mixed to mono with a note).
+    output_path: output WAV path.
+    log: called with each note about the input (e.g. its conversion); default: logging.info.
+
+  Returns:
+    The list of paths written.
+
+  Raises:
+    features.InputError: unreadable or silent input. ValueError: the model has no learned reverb.
+  """
+  log = log or logging.info
+  audio, notes = features_lib.read_input(input_path, model.sample_rate)
+  for note in notes:
+    log(f'input {note}')
+  if float(np.max(np.abs(audio))) < features_lib.SILENCE_PEAK:
+    raise features_lib.InputError('The input is silent: nothing to transfer.')
+  wet = apply_ir(model, audio)
+  file_utils.write_wav(output_path, wet, model.sample_rate)
+  frame_rate = int(model.frame_rate) if float(model.frame_rate).is_integer() else model.frame_rate
+  curves = {'input loudness': spectral_ops.compute_loudness(audio, model.sample_rate, frame_rate),
+            'output loudness': spectral_ops.compute_loudness(wet, model.sample_rate, frame_rate)}
+  fig = results_figure(audio, wet, model.sample_rate, model.frame_rate, {}, curves,
+                       titles=('input', 'input in the learned room'))
+  png = os.path.splitext(output_path)[0] + '.png'
+  file_utils.save_figure(fig, png)
+  return [os.fspath(output_path), png]
 
 
 def export_ir(model, path, include_dry=False):

@@ -77,30 +77,6 @@ def _error(message):
   sys.exit(1)
 
 
-def _acoustic_transfer(model, input_path, output_path):
-  """Writes the input through the model's room, plus a PNG of both spectrograms and loudness curves."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
-  from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top
-  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
-  audio, notes = features_lib.read_input(input_path, model.sample_rate)
-  for note in notes:
-    print(f'ddsp_transfer: note: input {note}.', file=sys.stderr)
-  if float(np.max(np.abs(audio))) < features_lib.SILENCE_PEAK:
-    raise features_lib.InputError('The input is silent: nothing to transfer.')
-  wet = resynthesis.apply_ir(model, audio)
-  file_utils.write_wav(output_path, wet, model.sample_rate)
-  fr = int(model.frame_rate) if float(model.frame_rate).is_integer() else model.frame_rate
-  curves = {'input loudness': spectral_ops.compute_loudness(audio, model.sample_rate, fr),
-            'output loudness': spectral_ops.compute_loudness(wet, model.sample_rate, fr)}
-  fig = resynthesis.results_figure(audio, wet, model.sample_rate, model.frame_rate, {}, curves,
-                                   titles=('input', 'input in the learned room'))
-  png = os.path.splitext(output_path)[0] + '.png'
-  file_utils.save_figure(fig, png)
-  return [output_path, png]
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -133,7 +109,9 @@ def main(argv):
       print(f'ddsp_transfer: impulse response ({ir.size} taps, {ir.size / model.sample_rate:.3f} s) -> '
             f'{FLAGS.export_ir}')
     if FLAGS.input and FLAGS.acoustic_transfer:
-      written += _acoustic_transfer(model, FLAGS.input, FLAGS.output)
+      written += resynthesis.acoustic_transfer(
+          model, FLAGS.input, FLAGS.output,
+          log=lambda note: print(f'ddsp_transfer: note: {note}.', file=sys.stderr))
     elif FLAGS.input:
       result = resynthesis.transfer(
           model, FLAGS.input, crepe_model=FLAGS.crepe_model, crepe_frame_rate=FLAGS.crepe_frame_rate,
