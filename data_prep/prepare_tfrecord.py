@@ -37,41 +37,47 @@ import sys
 from absl import app
 from absl import flags
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads (through ddsp)
+
+from ddsp import cli  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_multi_string('input_audio_filepatterns', [], 'Glob pattern(s) of input audio files (repeatable), '
-                          'or of NSynth TFRecord files with --nsynth.')
-flags.DEFINE_string('output_tfrecord_path', None, 'Output prefix of the TFRecord shards.')
-flags.DEFINE_integer('num_shards', 0, 'Shards per split; 0 lets the runner choose (streaming writes, bounded '
-                     'memory). A fixed number adds a shuffle stage.')
-flags.DEFINE_integer('sample_rate', 16000, 'Output audio sample rate (Hz).')
-flags.DEFINE_integer('frame_rate', 250, 'Feature frame rate (Hz); sample_rate must be a multiple of it.')
-flags.DEFINE_float('example_secs', 4.0, 'Seconds per example window.')
-flags.DEFINE_float('hop_secs', 1.0, 'Seconds between window starts.')
-flags.DEFINE_float('eval_split_fraction', 0.0, 'Fraction of source files (never windows) written to the '
-                   '-eval shards.')
-flags.DEFINE_enum('crepe_model', 'tiny', ['tiny', 'small', 'medium', 'large', 'full'], 'CREPE capacity.')
-flags.DEFINE_string('crepe_frame_rate', '100', "CREPE frames per second ('none': run at --frame_rate); f0 "
-                    'and confidence are interpolated to --frame_rate.')
-flags.DEFINE_string('loudness_floor_db', '-80', "Frames below this loudness skip CREPE and read as unvoiced "
-                    "(f0 0 Hz, confidence 0); 'none' runs CREPE on every frame.")
-flags.DEFINE_boolean('viterbi', False, 'Viterbi-smoothed f0.')
-flags.DEFINE_boolean('overwrite', False, 'Replace an existing preparation at --output_tfrecord_path.')
-flags.DEFINE_enum('short_files', 'pad', ['pad', 'skip'], 'Files shorter than --example_secs: zero-pad to one '
-                  'window, or skip (reported either way).')
-flags.DEFINE_float('silence_peak_db', -80.0, 'Files whose peak is below this level (dBFS) are skipped as '
-                   'silent.')
-flags.DEFINE_float('batch_seconds', 120.0, 'Seconds of audio (from many files) per CREPE call.')
-flags.DEFINE_integer('crepe_batch_size', 512, 'CREPE frames per network batch.')
-flags.DEFINE_boolean('nsynth', False, 'Inputs are original NSynth TFRecords (one example per note, NSynth '
-                     'labels kept).')
-flags.DEFINE_boolean('nsynth_acoustic_only', True, 'NSynth: keep acoustic instruments only (the paper).')
-flags.DEFINE_integer('nsynth_min_pitch', 24, 'NSynth: lowest MIDI pitch kept (the paper: 24).')
-flags.DEFINE_integer('nsynth_max_pitch', 84, 'NSynth: highest MIDI pitch kept (the paper: 84).')
-flags.DEFINE_list('pipeline_options', [], 'Extra Beam pipeline options, comma-separated (e.g. '
-                  '"--runner=FlinkRunner,--flink_master=host:8081"). Unknown --flags are passed to Beam too.')
+
+@cli.define_once
+def define_flags():
+  """Defines the command-line flags (Beam pipeline options pass through unparsed)."""
+  flags.DEFINE_multi_string('input_audio_filepatterns', [], 'Glob pattern(s) of input audio files (repeatable), '
+                            'or of NSynth TFRecord files with --nsynth.')
+  flags.DEFINE_string('output_tfrecord_path', None, 'Output prefix of the TFRecord shards.')
+  flags.DEFINE_integer('num_shards', 0, 'Shards per split; 0 lets the runner choose (streaming writes, bounded '
+                       'memory). A fixed number adds a shuffle stage.')
+  flags.DEFINE_integer('sample_rate', 16000, 'Output audio sample rate (Hz).')
+  flags.DEFINE_integer('frame_rate', 250, 'Feature frame rate (Hz); sample_rate must be a multiple of it.')
+  flags.DEFINE_float('example_secs', 4.0, 'Seconds per example window.')
+  flags.DEFINE_float('hop_secs', 1.0, 'Seconds between window starts.')
+  flags.DEFINE_float('eval_split_fraction', 0.0, 'Fraction of source files (never windows) written to the '
+                     '-eval shards.')
+  flags.DEFINE_enum('crepe_model', 'tiny', ['tiny', 'small', 'medium', 'large', 'full'], 'CREPE capacity.')
+  flags.DEFINE_string('crepe_frame_rate', '100', "CREPE frames per second ('none': run at --frame_rate); f0 "
+                      'and confidence are interpolated to --frame_rate.')
+  flags.DEFINE_string('loudness_floor_db', '-80', "Frames below this loudness skip CREPE and read as unvoiced "
+                      "(f0 0 Hz, confidence 0); 'none' runs CREPE on every frame.")
+  flags.DEFINE_boolean('viterbi', False, 'Viterbi-smoothed f0.')
+  flags.DEFINE_boolean('overwrite', False, 'Replace an existing preparation at --output_tfrecord_path.')
+  flags.DEFINE_enum('short_files', 'pad', ['pad', 'skip'], 'Files shorter than --example_secs: zero-pad to one '
+                    'window, or skip (reported either way).')
+  flags.DEFINE_float('silence_peak_db', -80.0, 'Files whose peak is below this level (dBFS) are skipped as '
+                     'silent.')
+  flags.DEFINE_float('batch_seconds', 120.0, 'Seconds of audio (from many files) per CREPE call.')
+  flags.DEFINE_integer('crepe_batch_size', 512, 'CREPE frames per network batch.')
+  flags.DEFINE_boolean('nsynth', False, 'Inputs are original NSynth TFRecords (one example per note, NSynth '
+                       'labels kept).')
+  flags.DEFINE_boolean('nsynth_acoustic_only', True, 'NSynth: keep acoustic instruments only (the paper).')
+  flags.DEFINE_integer('nsynth_min_pitch', 24, 'NSynth: lowest MIDI pitch kept (the paper: 24).')
+  flags.DEFINE_integer('nsynth_max_pitch', 84, 'NSynth: highest MIDI pitch kept (the paper: 84).')
+  flags.DEFINE_list('pipeline_options', [], 'Extra Beam pipeline options, comma-separated (e.g. '
+                    '"--runner=FlinkRunner,--flink_master=host:8081"). Unknown --flags are passed to Beam too.')
 
 
 def _optional_float(name, text):
@@ -130,7 +136,7 @@ def main(argv):
 
 
 def console_entry_point():
-  app.run(main, flags_parser=_parse)
+  cli.run(main, define_flags, flags_parser=_parse)
 
 
 if __name__ == '__main__':

@@ -677,6 +677,7 @@ def test_cli_flag_errors_before_any_work(tmp_path, capsys):
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ddsp.data_prep import prepare_tfrecord  # pylint: disable=g-import-not-at-top
+  prepare_tfrecord.define_flags()
   write(tmp_path / 'a.wav', sine(440, 5.0), SR)
   try:
     flags.FLAGS(['prog', f'--input_audio_filepatterns={tmp_path}/*.nothing',
