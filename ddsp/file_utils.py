@@ -5,6 +5,7 @@ The one home of every writer in the package: files (`atomic_path`, `write_bytes`
 temporary file in the same folder and `os.replace`; URLs (`gs://...`) through `tf.io.gfile` and a rename.
 """
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -133,7 +134,6 @@ def _umask():
 def write_wav(path, audio, sample_rate=16000):
   """Writes mono or `[n_samples, channels]` float audio as 16-bit PCM WAV, atomically (clipped to [-1, 1])."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  import io  # pylint: disable=g-import-not-at-top
   audio = np.asarray(audio, np.float32)
   if audio.ndim == 2 and 1 in audio.shape:
     audio = audio.reshape(-1)
@@ -153,7 +153,6 @@ def write_json(path, obj, sort_keys=True, allow_nan=True):
 
 def save_figure(fig, path, dpi=None, tight=True):
   """Saves a matplotlib figure as PNG, atomically (dpi: the figure's own by default); returns the path."""
-  import io  # pylint: disable=g-import-not-at-top
   buf = io.BytesIO()
   fig.savefig(buf, dpi=dpi or fig.dpi, format='png', bbox_inches='tight' if tight else None)
   return write_bytes(path, buf.getvalue())
