@@ -1,7 +1,7 @@
 r"""Benchmark of dataset preparation (`ddsp_prepare_tfrecord`): real-time factors and accuracy.
 
 Real-time factor (RTF) = seconds of audio processed per wall-clock second. Measured parts:
-  1. loudness alone: the preparation's loudness (`ddsp.data_prep.pipeline.loudness_backend`) and, for
+  1. loudness alone: the preparation's loudness (`ddsp.data_prep.features.loudness_backend`) and, for
      reference, `ddsp.spectral_ops.compute_loudness` (NumPy path) on the bundled 60 s violin phrase.
   2. CREPE tiny as preparation runs it (100 frames/s, level gate -80 dBFS, files batched) on the corpus,
      and the straightforward way (250 frames/s, no gate) on 15 s; the median and 95th percentile of
@@ -62,10 +62,10 @@ def _best_time(fn, repeats=3):
 
 def bench_loudness(phrase):
   from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import features  # pylint: disable=g-import-not-at-top
   secs = len(phrase) / SR
-  pipeline.loudness_backend(phrase[:SR], SR, 250)
-  t_ours, ours = _best_time(lambda: pipeline.loudness_backend(phrase, SR, 250))
+  features.loudness_backend(phrase[:SR], SR, 250)
+  t_ours, ours = _best_time(lambda: features.loudness_backend(phrase, SR, 250))
   t_ref, ref = _best_time(lambda: spectral_ops.compute_loudness(phrase, sample_rate=SR, frame_rate=250), 2)
   return {'loudness_rtf': secs / t_ours, 'spectral_ops_compute_loudness_rtf': secs / t_ref,
           'loudness_max_abs_diff_db': float(np.max(np.abs(ours - ref))), 'audio_seconds': secs}
@@ -76,23 +76,24 @@ def _cents(a, b):
 
 
 def bench_crepe(corpus, notes, phrase):
+  from ddsp.data_prep import features  # pylint: disable=g-import-not-at-top
   from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
   default = pipeline.PrepareConfig()
   straight = pipeline.PrepareConfig(crepe_frame_rate=None, loudness_floor_db=None)
-  pipeline.compute_f0_many([phrase[:SR]], default)  # build + compile once
-  pipeline.compute_f0_many([phrase[:SR]], straight)
+  features.compute_f0_many([phrase[:SR]], default)  # build + compile once
+  features.compute_f0_many([phrase[:SR]], straight)
   secs = sum(len(a) for a in corpus) / SR
   t0 = time.perf_counter()
-  pipeline.compute_f0_many(corpus, default)
+  features.compute_f0_many(corpus, default)
   t_default = time.perf_counter() - t0
   short = phrase[:15 * SR]
   t0 = time.perf_counter()
-  pipeline.compute_f0_many([short], straight)
+  features.compute_f0_many([short], straight)
   t_straight = time.perf_counter() - t0
   # Accuracy of 100 frames/s against 250 frames/s on real notes (frames voiced in both).
   sig = list(notes) + [short]
-  lo = pipeline.compute_f0_many(sig, pipeline.PrepareConfig(loudness_floor_db=None))
-  hi = pipeline.compute_f0_many(sig, straight)
+  lo = features.compute_f0_many(sig, pipeline.PrepareConfig(loudness_floor_db=None))
+  hi = features.compute_f0_many(sig, straight)
   diffs = []
   for (f_lo, c_lo), (f_hi, c_hi) in zip(lo, hi):
     m = (c_lo > 0.5) & (c_hi > 0.5) & (f_lo > 0) & (f_hi > 0)
@@ -107,16 +108,17 @@ def bench_crepe(corpus, notes, phrase):
 
 def bench_full(phrase):
   from ddsp import pitch  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import features  # pylint: disable=g-import-not-at-top
   from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
   try:
     pitch.weights_path('full')
   except Exception as e:  # pylint: disable=broad-except
     return {'crepe_full_100fps_rtf': None, 'crepe_full_note': f'not measured: {str(e).splitlines()[0]}'}
   config = pipeline.PrepareConfig(crepe_model='full')
-  pipeline.compute_f0_many([phrase[:SR // 2]], config)
+  features.compute_f0_many([phrase[:SR // 2]], config)
   clip = phrase[10 * SR:15 * SR]
   t0 = time.perf_counter()
-  pipeline.compute_f0_many([clip], config)
+  features.compute_f0_many([clip], config)
   return {'crepe_full_100fps_rtf': len(clip) / SR / (time.perf_counter() - t0)}
 
 

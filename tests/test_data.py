@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ddsp.data_prep import examples
 from ddsp.data_prep import pipeline
 from ddsp.training import data
 
@@ -27,7 +28,7 @@ def write_windows(path, n, example_secs=1, sample_rate=16000, frame_rate=250, se
              'loudness_db': rs.uniform(-120, 0, config.n_frames).astype(np.float32),
              'source_id': f'{prefix}-{i}'}
       labels = labels_fn(i) if labels_fn else None
-      w.write(pipeline.make_example(row['audio'], row['f0_hz'], row['f0_confidence'], row['loudness_db'],
+      w.write(examples.make_example(row['audio'], row['f0_hz'], row['f0_confidence'], row['loudness_db'],
                                     config, row['source_id'], 0, labels))
       rows.append(row)
   return rows

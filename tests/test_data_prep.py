@@ -15,6 +15,8 @@ import pytest
 import soundfile as sf
 
 from ddsp.data_prep import audio_io
+from ddsp.data_prep import examples
+from ddsp.data_prep import features
 from ddsp.data_prep import pipeline
 from ddsp.data_prep import statistics
 
@@ -51,13 +53,13 @@ def fft_f0(audio, sample_rate=SR, frame_rate=250, model='tiny', viterbi=False, c
 
 
 def fft_f0_batch(audios, *args, **kw):
-  """`fft_f0` with the list-in, list-out signature of `pipeline.f0_backend`."""
+  """`fft_f0` with the list-in, list-out signature of `features.f0_backend`."""
   return [fft_f0(a, *args, **kw) for a in audios]
 
 
 @pytest.fixture
 def fake_crepe(monkeypatch):
-  monkeypatch.setattr(pipeline, 'f0_backend', fft_f0_batch)
+  monkeypatch.setattr(features, 'f0_backend', fft_f0_batch)
   return fft_f0_batch
 
 
@@ -211,17 +213,17 @@ def test_loudness_backend_matches_spectral_ops_and_closed_form():
   from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
   rs = np.random.RandomState(1)
   x = (0.1 * rs.randn(3 * SR + 123)).astype(np.float32)
-  ours = pipeline.loudness_backend(x, SR, 250)
+  ours = features.loudness_backend(x, SR, 250)
   ref = spectral_ops.compute_loudness(x, sample_rate=SR, frame_rate=250)
   assert ours.shape == (math.ceil(len(x) / 64),)
   np.testing.assert_allclose(ours, ref, atol=1e-3)
   # SPEC §3: a full-scale 1 kHz sine reads 0 dB (A-weighting is 0 dB at 1 kHz); 0.5 amplitude -6.02 dB;
   # silence -120 dB.
-  ld = pipeline.loudness_backend(sine(1000, 1.0, amp=1.0), SR, 250)
+  ld = features.loudness_backend(sine(1000, 1.0, amp=1.0), SR, 250)
   assert np.median(ld[20:-20]) == pytest.approx(0.0, abs=0.3)
-  ld = pipeline.loudness_backend(sine(1000, 1.0, amp=0.5), SR, 250)
+  ld = features.loudness_backend(sine(1000, 1.0, amp=0.5), SR, 250)
   assert np.median(ld[20:-20]) == pytest.approx(-6.02, abs=0.3)
-  assert np.all(pipeline.loudness_backend(np.zeros(SR, np.float32), SR, 250) == -120.0)
+  assert np.all(features.loudness_backend(np.zeros(SR, np.float32), SR, 250) == -120.0)
 
 
 def _rms_frames(x, hop=64, half=512):
@@ -235,9 +237,9 @@ def test_chunked_frames_equals_one_call():
   rs = np.random.RandomState(2)
   x = (rs.randn(SR * 5 + 77) * np.linspace(0, 1, SR * 5 + 77)).astype(np.float32)
   direct = _rms_frames(x)
-  chunked = pipeline.chunked_frames(_rms_frames, x, 64, chunk_frames=97, context_samples=512)
+  chunked = features.chunked_frames(_rms_frames, x, 64, chunk_frames=97, context_samples=512)
   np.testing.assert_allclose(chunked, direct, rtol=1e-12)
-  both = pipeline.chunked_frames(lambda s: (_rms_frames(s), -_rms_frames(s)), x, 64, 200, 512, 320)
+  both = features.chunked_frames(lambda s: (_rms_frames(s), -_rms_frames(s)), x, 64, 200, 512, 320)
   np.testing.assert_allclose(both[1], -direct, rtol=1e-12)
 
 
@@ -257,12 +259,12 @@ def test_long_sources_run_in_chunks_equal_to_one_call(monkeypatch):
     return [(_crepe_like(a, sample_rate, frame_rate, crepe_frame_rate), np.ones(-(-len(a) // 64), np.float32))
             for a in audios]
 
-  monkeypatch.setattr(pipeline, 'f0_backend', backend)
+  monkeypatch.setattr(features, 'f0_backend', backend)
   rs = np.random.RandomState(3)
   long = (0.3 * rs.randn(5 * SR + 333) * np.linspace(0.1, 1, 5 * SR + 333)).astype(np.float32)
   short = (0.3 * rs.randn(SR // 2)).astype(np.float32)
   config = pipeline.PrepareConfig(f0_chunk_secs=1.0)
-  (f_long, _), (f_short, _) = pipeline.compute_f0_many([long, short], config)
+  (f_long, _), (f_short, _) = features.compute_f0_many([long, short], config)
   assert len(calls) > 5 and max(max(c) for c in calls) < 1.5 * SR  # bounded chunks
   np.testing.assert_allclose(f_long, _crepe_like(long), rtol=1e-6)
   np.testing.assert_allclose(f_short, _crepe_like(short), rtol=1e-6)
@@ -275,7 +277,7 @@ def test_sources_of_a_bundle_share_one_crepe_call(tmp_path, monkeypatch):
     calls.append([len(a) for a in audios])
     return fft_f0_batch(audios, *args, **kw)
 
-  monkeypatch.setattr(pipeline, 'f0_backend', backend)
+  monkeypatch.setattr(features, 'f0_backend', backend)
   d = tmp_path / 'in'
   d.mkdir()
   for i in range(5):
@@ -291,9 +293,9 @@ def test_real_crepe_batched_equals_separate():
   rs = np.random.RandomState(3)
   audios = [sine(330, 1.0, amp=0.4), (0.1 * rs.randn(4321)).astype(np.float32), sine(523.25, 0.5, amp=0.2)]
   config = pipeline.PrepareConfig()
-  batched = pipeline.compute_f0_many(audios, config)
+  batched = features.compute_f0_many(audios, config)
   for a, (f0, conf) in zip(audios, batched):
-    alone_f0, alone_conf = pipeline.compute_f0_many([a], config)[0]
+    alone_f0, alone_conf = features.compute_f0_many([a], config)[0]
     assert f0.shape == (math.ceil(len(a) / 64),)
     np.testing.assert_allclose(f0, alone_f0, rtol=1e-4)
     np.testing.assert_allclose(conf, alone_conf, atol=1e-4)
@@ -301,8 +303,8 @@ def test_real_crepe_batched_equals_separate():
   assert np.median(f0[conf > 0.5]) == pytest.approx(330.0, rel=0.006)  # within 10 cents
   # A 3.3 s source in 1 s chunks: the frames of one whole-file call.
   x = np.concatenate([sine(220, 1.1, amp=0.3), np.zeros(3000, np.float32), sine(440, 2.0, amp=0.3)])
-  whole = pipeline.compute_f0_many([x], config)[0]
-  chunked = pipeline.compute_f0_many([x], pipeline.PrepareConfig(f0_chunk_secs=1.0))[0]
+  whole = features.compute_f0_many([x], config)[0]
+  chunked = features.compute_f0_many([x], pipeline.PrepareConfig(f0_chunk_secs=1.0))[0]
   np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-4)
   np.testing.assert_allclose(chunked[1], whole[1], atol=1e-4)
 
@@ -339,7 +341,7 @@ def test_example_bytes_equal_a_protobuf_built_example():
   audio, f0, conf, ld = (rs.randn(n).astype(np.float32) for n in (64000, 1000, 1000, 1000))
   labels = {'pitch': [60], 'qualities': [0, 1, 1, 0, 0, 0, 0, 0, 0, 1], 'note_str': b'flute-060',
             'instrument_str': 'fl\u00fbte', 'offset': [-3]}
-  ours = pipeline.make_example(audio, f0, conf, ld, pipeline.PrepareConfig(), 'dir/\u00e9.wav', 16000, labels)
+  ours = examples.make_example(audio, f0, conf, ld, pipeline.PrepareConfig(), 'dir/\u00e9.wav', 16000, labels)
   tr = tf.train
   flt = lambda v: tr.Feature(float_list=tr.FloatList(value=v))
   i64 = lambda v: tr.Feature(int64_list=tr.Int64List(value=v))
@@ -460,7 +462,7 @@ def test_pipeline_end_to_end_mixed_folder(tmp_path, fake_crepe):
     audio, _ = audio_io.read_audio(tmp_path / 'in' / name)
     if len(audio) < 64000:
       audio = np.pad(audio, (0, 64000 - len(audio)))
-    lds.append(pipeline.loudness_backend(audio, SR, 250))
+    lds.append(features.loudness_backend(audio, SR, 250))
     f0, conf = fft_f0(audio)
     f0s.append(f0[conf >= 0.85])
   ld, f0 = np.concatenate(lds), np.concatenate(f0s)
@@ -487,7 +489,7 @@ def test_split_by_source_file_never_by_window(tmp_path, fake_crepe):
   assert report['examples_written'] == {'train': 12, 'eval': 6}
   # Deterministic: the same assignment from the ids alone, independent of order.
   paths = sorted(str(p) for p in d.glob('*.wav'))
-  assert pipeline.eval_split(paths[::-1], 0.34) == eval_src
+  assert features.eval_split(paths[::-1], 0.34) == eval_src
   with open(tmp_path / 'out' / 'dataset_statistics.json') as f:
     assert json.load(f)['n_files'] == 4  # statistics of the training split only
 
@@ -549,7 +551,7 @@ def test_interrupted_run_leaves_no_partial_shard(tmp_path, monkeypatch):
       raise _Interrupt()
     return fft_f0_batch(audio, *args, **kw)
 
-  monkeypatch.setattr(pipeline, 'f0_backend', dies_on_second_batch)
+  monkeypatch.setattr(features, 'f0_backend', dies_on_second_batch)
   out = str(tmp_path / 'o' / 'x.tfrecord')
   config = pipeline.PrepareConfig(batch_seconds=1.0)  # one CREPE call per file
   # The runner may re-raise the interrupt wrapped in its own error type.
@@ -560,7 +562,7 @@ def test_interrupted_run_leaves_no_partial_shard(tmp_path, monkeypatch):
   assert not [f for f in leftovers if f.startswith('x.tfrecord')], leftovers
   assert 'prepare_report.json' not in leftovers
   # A later successful run cleans the temp folder of the interrupted one.
-  monkeypatch.setattr(pipeline, 'f0_backend', fft_f0_batch)
+  monkeypatch.setattr(features, 'f0_backend', fft_f0_batch)
   run_prepare([str(d / '*.wav')], out, config)
   assert not [f for f in os.listdir(tmp_path / 'o') if f.startswith('beam-temp')]
 
