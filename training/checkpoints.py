@@ -23,6 +23,37 @@ class IncompatibleCheckpointError(ValueError):
   """The checkpoint's variables do not match the model built from the gin config."""
 
 
+class UnreadableCheckpointError(IncompatibleCheckpointError):
+  """The checkpoint's files cannot be read: truncated, empty, or not a TensorFlow checkpoint."""
+
+
+# What reading a damaged checkpoint raises: a bad or short index (an OpError such as DataLossError), a data file
+# shorter than its index says (IndexError, 'Read less bytes than requested'), an unreadable file (OSError).
+_READ_ERRORS = (tf.errors.OpError, IndexError, OSError)
+
+
+def unreadable(path, error):
+  """The `UnreadableCheckpointError` for `error` raised while reading the checkpoint prefix `path`."""
+  first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  return UnreadableCheckpointError(
+      f'Checkpoint {path} cannot be restored: its files are truncated or not a TensorFlow checkpoint written '
+      f'by ddsp_run ({type(error).__name__}: {first_line}).')
+
+
+def check_readable(path):
+  """Reads every tensor of the checkpoint prefix `path` once (without building a model).
+
+  Raises:
+    UnreadableCheckpointError: naming the checkpoint, when its index or data file is damaged.
+  """
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except _READ_ERRORS as e:
+    raise unreadable(path, e) from e
+
+
 def checkpoint_number(prefix):
   """N for a checkpoint prefix '.../ckpt-N', else None."""
   tail = os.path.basename(prefix).rsplit('-', 1)[-1]
@@ -104,10 +135,12 @@ def restore_weights(model, path):
 
   Raises:
     IncompatibleCheckpointError: some variable of the model is not in the checkpoint (another gin config,
-      or a truncated or foreign file); the message names the checkpoint.
+      or a foreign file); the message names the checkpoint. `UnreadableCheckpointError` (a subclass) when
+      the checkpoint's files are truncated or not a checkpoint: the model is left untouched.
   """
   if not model.variables:
     raise ValueError('restore_weights needs a built model: call it on an example first.')
+  check_readable(path)
   try:
     status = tf.train.Checkpoint(model=model).read(path)
     status.assert_existing_objects_matched()

@@ -25,36 +25,52 @@ from absl import app
 from absl import flags
 
 from ddsp import cli
+from ddsp import validation
 from ddsp.training import experiment
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 FLAGS = flags.FLAGS
 
+MODES = ('train', 'eval', 'sample')
+STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
+# The accepted values of the numeric flags (stated in each flag's help; checked before gin is parsed).
+RANGES = {
+    'num_steps': validation.Range(0, 10**12, 'steps'),
+    'steps_per_summary': validation.Range(0, 10**12, 'steps'),
+    'steps_per_save': validation.Range(0, 10**12, 'steps'),
+    'early_stop_loss': validation.Range(),
+    'seed': validation.Range(0, 2**32 - 1),
+}
+
 
 @cli.define_once
 def define_flags():
   """Defines the command-line flags."""
-  flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample'], 'What to do.')
+  flags.DEFINE_enum('mode', 'train', list(MODES), 'What to do.')
   flags.DEFINE_string('save_dir', None, 'Folder for checkpoints, summaries, operative configs and results.')
   flags.DEFINE_string('restore_dir', None, 'Start from (train) or read (eval/sample) the checkpoints and the '
                       'operative config of this folder instead of save_dir.')
   flags.DEFINE_multi_string('gin_file', [], 'Gin file: a path or a name in the bundled gin folder (repeatable).')
   flags.DEFINE_multi_string('gin_param', [], 'Gin binding, e.g. "batch_size=16" (repeatable).')
   flags.DEFINE_multi_string('gin_search_path', [], 'Extra folder searched by gin `include` (repeatable).')
-  flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored', 'multi_worker', 'tpu'],
+  flags.DEFINE_enum('strategy', 'default', list(STRATEGIES),
                     'Distribution strategy: multi_worker reads the cluster from TF_CONFIG.')
   flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for --strategy=tpu.')
-  flags.DEFINE_integer('num_steps', None, 'Train until this step (gin train.num_steps).')
-  flags.DEFINE_integer('steps_per_summary', None, 'Summary interval in steps (gin train.steps_per_summary).')
-  flags.DEFINE_integer('steps_per_save', None, 'Checkpoint interval in steps (gin train.steps_per_save).')
-  flags.DEFINE_float('early_stop_loss', None, 'Stop once the total loss is below this (gin '
-                     'train.early_stop_loss_value).')
+  flags.DEFINE_integer('num_steps', None, RANGES['num_steps'].help('Train until this step (gin '
+                       'train.num_steps).'))
+  flags.DEFINE_integer('steps_per_summary', None, RANGES['steps_per_summary'].help(
+      'Summary interval in steps (gin train.steps_per_summary).'))
+  flags.DEFINE_integer('steps_per_save', None, RANGES['steps_per_save'].help(
+      'Checkpoint interval in steps (gin train.steps_per_save).'))
+  flags.DEFINE_float('early_stop_loss', None, RANGES['early_stop_loss'].help(
+      'Stop once the total loss is below this (gin train.early_stop_loss_value).'))
   flags.DEFINE_boolean('jit_compile', None, 'Compile the training step with XLA (gin Trainer.jit_compile).')
   flags.DEFINE_enum('mixed_precision', None, ['none', 'bfloat16', 'float16'],
                     'Networks in this dtype; variables, synthesis and losses stay float32 (gin '
                     'Trainer.mixed_precision).')
-  flags.DEFINE_integer('seed', None, 'Random seed for initialisation and data order (gin train.seed; default 0).')
+  flags.DEFINE_integer('seed', None, RANGES['seed'].help('Random seed for initialisation and data order (gin '
+                       'train.seed; default 0).'))
   flags.DEFINE_boolean('eval_once', False, '--mode=eval: evaluate the newest checkpoint once instead of '
                        'following new checkpoints until the training run reaches train.num_steps.')
   flags.DEFINE_boolean('progress_bar', None, 'Show a progress bar while training (gin train.progress_bar).')
@@ -68,11 +84,24 @@ data_provider_from_gin = experiment.data_provider_from_gin
 flag_bindings = experiment.flag_bindings
 
 
+def check_flags(flag_values=FLAGS):
+  """Refuses numeric flags out of range and unknown choices, before gin is parsed or a model is built.
+
+  Raises:
+    ddsp.validation.ValidationError: naming the flag, its value and what is accepted.
+  """
+  validation.check_flags(flag_values, RANGES)
+  validation.check_choice('--mode', flag_values.mode, MODES)
+  validation.check_choice('--strategy', flag_values.strategy, STRATEGIES)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.save_dir:
     raise app.UsageError('--save_dir is required.')
+  check_flags(FLAGS)
+  from ddsp.training import checkpoints  # pylint: disable=g-import-not-at-top
   from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
   from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
   try:
@@ -83,7 +112,8 @@ def main(argv):
                  early_stop_loss=FLAGS.early_stop_loss, jit_compile=FLAGS.jit_compile,
                  mixed_precision=FLAGS.mixed_precision, seed=FLAGS.seed, eval_once=FLAGS.eval_once,
                  progress_bar=FLAGS.progress_bar)
-  except (experiment.GinConfigError, FileNotFoundError, train_util.DataError, trainers.NonFiniteLossError) as e:
+  except (experiment.GinConfigError, FileNotFoundError, train_util.DataError, trainers.NonFiniteLossError,
+          checkpoints.IncompatibleCheckpointError) as e:
     print(f'ddsp_run: error: {e}', file=sys.stderr)
     sys.exit(1)
   if FLAGS.mode == 'train':

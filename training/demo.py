@@ -33,6 +33,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from ddsp import cli  # pylint: disable=g-import-not-at-top
+from ddsp import validation  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 
@@ -41,17 +42,26 @@ EVAL_ASSET = 'violin_phrase_eval.flac'
 TRANSFER_ASSET = 'voice_like_phrase.flac'
 DEFAULT_GIN_FILE = 'recipes/tiny_instrument_fast.gin'
 DEFAULT_LEARNING_RATE = 1e-3
+# The accepted values of the numeric flags (stated in each flag's help; checked before any work).
+RANGES = {
+    'num_steps': validation.Range(1, 10**9, 'steps'),
+    'batch_size': validation.Range(1, 4096),
+    'learning_rate': validation.Range(0, 1, low_open=True),
+    'steps_per_save': validation.Range(1, 10**9, 'steps'),
+}
 
 
 @cli.define_once
 def define_flags():
   """Defines the command-line flags."""
   flags.DEFINE_string('output_dir', 'demo_out', 'Where the data, model, samples and report go.')
-  flags.DEFINE_integer('num_steps', 600, 'Training steps (the paper trains for tens of thousands).')
-  flags.DEFINE_integer('batch_size', 8, 'Global batch size (4 s examples).')
-  flags.DEFINE_float('learning_rate', DEFAULT_LEARNING_RATE,
-                     'Adam learning rate (the paper uses 3e-4 for long runs).')
-  flags.DEFINE_integer('steps_per_save', 100, 'Checkpoint interval (a re-run resumes from the last one).')
+  flags.DEFINE_integer('num_steps', 600, RANGES['num_steps'].help('Training steps (the paper trains for tens '
+                       'of thousands).'))
+  flags.DEFINE_integer('batch_size', 8, RANGES['batch_size'].help('Global batch size (4 s examples).'))
+  flags.DEFINE_float('learning_rate', DEFAULT_LEARNING_RATE, RANGES['learning_rate'].help(
+      'Adam learning rate (the paper uses 3e-4 for long runs).'))
+  flags.DEFINE_integer('steps_per_save', 100, RANGES['steps_per_save'].help('Checkpoint interval (a re-run '
+                       'resumes from the last one).'))
   flags.DEFINE_string('gin_file', DEFAULT_GIN_FILE, 'Model recipe.')
   flags.DEFINE_multi_string('gin_param', [], 'Extra gin bindings for training.')
   flags.DEFINE_string('train_audio', None, 'Audio file(s) (glob) to train on instead of the bundled phrase.')
@@ -195,6 +205,7 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  validation.check_flags(FLAGS, RANGES)
   from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
   from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
   from ddsp.training import trainers  # pylint: disable=g-import-not-at-top

@@ -23,6 +23,7 @@ import soxr
 
 from ddsp import core
 from ddsp import spectral_ops
+from ddsp import validation
 from ddsp.data_prep import audio_io
 
 LOUDNESS_FLOOR_DB = -120.0
@@ -30,6 +31,7 @@ DEFAULT_CONFIDENCE_THRESHOLD = 0.5  # CREPE 'tiny' reads sung vowels at ~0.6-0.9
 STATS_NAME = 'dataset_statistics.json'
 MAX_GAP_FRAMES = 8  # 32 ms at 250 frames/s.
 SILENCE_PEAK = 1e-4  # An input whose peak is below -80 dBFS is treated as silent.
+MAX_F0_HZ = 1e6  # f0 after the controls is capped here (far above any Nyquist frequency: silent either way).
 
 
 class InputError(ValueError):
@@ -114,21 +116,166 @@ def extract_features(audio, sample_rate=16000, frame_rate=250, crepe_model='tiny
           'loudness_db': np.asarray(loudness, np.float32).reshape(-1)[:n]}
 
 
-def _read_csv_column(path):
-  """The last column of a CSV or text file (comma, semicolon or space separated); skips a header line."""
-  values = []
-  with open(path, encoding='utf-8') as f:
-    for i, line in enumerate(f):
-      fields = line.replace(';', ',').replace(',', ' ').split()
-      if not fields or fields[0].startswith('#'):
-        continue
-      try:
-        values.append(float(fields[-1]))
-      except ValueError:
-        if i == 0:
-          continue  # header
-        raise ValueError(f'line {i + 1} is not a number: {line.strip()!r}') from None
+# The values a user curve may hold, per kind: (low, high, unit). f0 0 Hz marks an unvoiced frame.
+CURVE_LIMITS = {'f0': (0.0, 100000.0, 'Hz'), 'loudness': (-200.0, 200.0, 'dB')}
+
+
+def _curve_kind(name):
+  """'f0' or 'loudness' from a curve's name ('f0 curve', 'loudness curve'), else None (no value limits)."""
+  for kind in CURVE_LIMITS:
+    if name.lower().startswith(kind):
+      return kind
+  return None
+
+
+def _parse_number(text):
+  """The float of a CSV field, or None when it is not a number."""
+  try:
+    return float(text)
+  except ValueError:
+    return None
+
+
+def _split_fields(line, delimiter):
+  return line.split() if delimiter is None else [field.strip() for field in line.split(delimiter)]
+
+
+def _check_value(value, limits, where):
+  """Raises InputError(where + reason) if `value` is not finite or outside `limits` (low, high, unit)."""
+  if not math.isfinite(value):
+    raise InputError(f'{where}: {value} is not a finite number.')
+  if limits is not None:
+    low, high, unit = limits
+    if low == 0.0 and value < 0.0:
+      raise InputError(f'{where}: {value:g} {unit} is negative (f0 must be >= 0 Hz; 0 marks an unvoiced frame).')
+    if not low <= value <= high:
+      raise InputError(f'{where}: {value:g} {unit} is outside [{low:g}, {high:g}] {unit}.')
+
+
+def _read_csv_curve(path, name, limits):
+  """The values of a CSV / text curve file, parsed strictly.
+
+  One value per line, or rows of several columns (e.g. `time,value`) whose last column is the value;
+  separated by commas, semicolons, tabs or spaces (the first data line decides). Blank lines and lines
+  starting with '#' are skipped; the first line may be a header of names (no field a number) with as many
+  columns as the rows. Every field of every row must be a finite number, every row must have the same
+  number of columns, a first (time) column of several must increase, and values must be within `limits`.
+
+  Raises:
+    InputError: naming the file and the line.
+  """
+  with open(path, 'rb') as f:
+    data = f.read()
+  if not data.strip():
+    raise InputError(f'{name} file {path!r} is empty.')
+  if b'\x00' in data:
+    raise InputError(f'{name} file {path!r} is not a text (CSV) file: it holds NUL bytes (a .npy curve must be '
+                     'named *.npy).')
+  try:
+    text = data.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b'\n') + 1
+    raise InputError(f'{name} file {path!r}, line {line}: not UTF-8 text (byte {e.start}); is it a CSV '
+                     'file?') from None
+  delimiter, n_columns, header, values, last_time = False, None, None, [], None
+  for number, raw in enumerate(text.splitlines(), 1):
+    line = raw.strip()
+    if not line or line.startswith('#'):
+      continue
+    where = f'{name} file {path!r}, line {number}'
+    if delimiter is False:
+      delimiter = next((d for d in (',', ';', '\t') if d in line), None)
+    fields = _split_fields(line, delimiter)
+    numbers = [_parse_number(field) for field in fields]
+    if n_columns is None and header is None and not values and all(x is None for x in numbers):
+      header = (number, len(fields))  # a header of column names
+      continue
+    if any(x is None for x in numbers):
+      bad = fields[[x is None for x in numbers].index(True)]
+      raise InputError(f'{where}: {bad!r} is not a number ({line[:60]!r}).')
+    if n_columns is None:
+      n_columns = len(fields)
+      if header is not None and header[1] != n_columns:
+        raise InputError(f'{name} file {path!r}, line {header[0]}: the header has {header[1]} column(s) but '
+                         f'line {number} has {n_columns}.')
+    elif len(fields) != n_columns:
+      raise InputError(f'{where}: {len(fields)} column(s) where the rows before have {n_columns} '
+                       f'({line[:60]!r}).')
+    for x in numbers:
+      if not math.isfinite(x):
+        raise InputError(f'{where}: {x} is not a finite number.')
+    if n_columns > 1:
+      if last_time is not None and not numbers[0] > last_time:
+        raise InputError(f'{where}: the time column does not increase ({numbers[0]:g} after {last_time:g}).')
+      last_time = numbers[0]
+    _check_value(numbers[-1], limits, where)
+    values.append(numbers[-1])
+  if not values:
+    raise InputError(f'{name} file {path!r} holds no values (only a header, comments or blank lines).')
   return np.asarray(values, np.float64)
+
+
+def _read_npy_curve(path, name, limits):
+  """The values of a `.npy` curve: shape `[n]`, `[n, 1]` or `[1, n]` (or one value) of real numbers."""
+  try:
+    values = np.load(path, allow_pickle=False)
+  except Exception as e:  # pylint: disable=broad-except  (random bytes raise many kinds of error)
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise InputError(f'{name} file {path!r} is not a NumPy .npy array: {reason}') from None
+  if not isinstance(values, np.ndarray):
+    raise InputError(f'{name} file {path!r} is an .npz archive, not one .npy array.')
+  if values.dtype.kind not in 'iuf':
+    raise InputError(f'{name} file {path!r} holds dtype {values.dtype} with shape {values.shape}; expected real '
+                     'numbers.')
+  shape = values.shape
+  if values.ndim > 2 or (values.ndim == 2 and 1 not in shape):
+    raise InputError(f'{name} file {path!r} has shape {shape}; expected [n] (one value per frame), [n, 1] or '
+                     '[1, n].')
+  values = values.astype(np.float64).reshape(-1)
+  if values.size == 0:
+    raise InputError(f'{name} file {path!r} has shape {shape}: no values.')
+  for i, x in enumerate(values):
+    if not math.isfinite(x) or (limits is not None and not limits[0] <= x <= limits[1]):
+      _check_value(float(x), limits, f'{name} file {path!r} (shape {shape}), element {i}')
+  return values
+
+
+def read_curve(source, name='curve'):
+  """A user curve's values, parsed and checked strictly (not resampled).
+
+  Args:
+    source: a `.npy` file, a CSV/text file (see `_read_csv_curve`), or an array-like of numbers.
+    name: 'f0 curve' (values in [0, 100000] Hz, 0 unvoiced), 'loudness curve' (values in [-200, 200] dB),
+      or any other name (finite values); used in messages.
+
+  Returns:
+    NumPy float64 `[n]`.
+
+  Raises:
+    InputError: a missing, empty or malformed file (naming the file and the line, or the shape), or a value
+      that is not finite or out of range.
+  """
+  limits = CURVE_LIMITS.get(_curve_kind(name))
+  if isinstance(source, (str, os.PathLike)):
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+      raise InputError(f'{name} file {path!r} does not exist.')
+    try:
+      if path.lower().endswith('.npy'):
+        return _read_npy_curve(path, name, limits)
+      return _read_csv_curve(path, name, limits)
+    except OSError as e:
+      raise InputError(f'Cannot read {name} file {path!r}: {e}') from e
+  try:
+    values = np.asarray(source, np.float64).reshape(-1)
+  except (TypeError, ValueError) as e:
+    raise InputError(f'The {name} is not an array of numbers: {e}') from e
+  if values.size == 0:
+    raise InputError(f'The {name} is empty.')
+  for i, x in enumerate(values):
+    if not math.isfinite(x) or (limits is not None and not limits[0] <= x <= limits[1]):
+      _check_value(float(x), limits, f'The {name}, element {i}')
+  return values
 
 
 def load_curve(source, n_frames, name='curve'):
@@ -136,31 +283,14 @@ def load_curve(source, n_frames, name='curve'):
 
   Args:
     source: a `.npy` file, a CSV/text file (one value per line, or `time,value` rows whose last column is
-      used; a non-numeric header line is skipped), or an array `[n]`.
+      used; a header line of column names is skipped), or an array `[n]`; parsed strictly (`read_curve`).
     n_frames: the frame count wanted.
-    name: for error messages.
+    name: for error messages ('f0 curve' and 'loudness curve' also set the accepted values).
 
   Returns:
     NumPy float32 `[n_frames]`.
   """
-  if isinstance(source, (str, os.PathLike)):
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-      raise InputError(f'{name} file {path!r} does not exist.')
-    try:
-      if path.endswith('.npy'):
-        values = np.load(path)
-      else:
-        values = _read_csv_column(path)
-    except (ValueError, OSError) as e:
-      raise InputError(f'Cannot read {name} file {path!r}: {e}') from e
-  else:
-    values = source
-  values = np.asarray(values, np.float64).reshape(-1)
-  if values.size == 0:
-    raise InputError(f'The {name} is empty.')
-  if not np.all(np.isfinite(values)):
-    raise InputError(f'The {name} contains NaN or Inf values.')
+  values = read_curve(source, name)
   if values.size == 1:
     return np.full(n_frames, values[0], np.float32)
   if values.size == n_frames:
@@ -179,18 +309,51 @@ def octaves(n):
 
 
 def load_dataset_statistics(path):
-  """Reads a `dataset_statistics.json` (as written by `ddsp.data_prep.statistics`)."""
+  """Reads a `dataset_statistics.json` (as written by `ddsp.data_prep.statistics`), strictly.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: not UTF-8 JSON, not an object, or no usable median f0 / voiced loudness (naming the file and
+      the key).
+  """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'Dataset statistics {path!r} do not exist.')
   try:
-    with open(path, encoding='utf-8') as f:
-      stats = json.load(f)
+    with open(path, 'rb') as f:
+      stats = json.loads(f.read().decode('utf-8'))
+  except UnicodeDecodeError as e:
+    raise ValueError(f'Dataset statistics {path!r} are not UTF-8 JSON text (byte {e.start}).') from None
   except ValueError as e:
-    raise ValueError(f'Dataset statistics {path!r} are not valid JSON: {e}') from e
-  if dataset_median_midi(stats) is None or dataset_voiced_loudness(stats) is None:
+    raise ValueError(f'Dataset statistics {path!r} are not valid JSON: {e}') from None
+  if not isinstance(stats, dict):
+    raise ValueError(f'Dataset statistics {path!r} hold a JSON {type(stats).__name__}, not an object of '
+                     'statistics.')
+  try:
+    median, loudness = dataset_median_midi(stats), dataset_voiced_loudness(stats)
+  except ValueError as e:
+    raise ValueError(f'Dataset statistics {path!r}: {e}') from None
+  if median is None or loudness is None:
     raise ValueError(f'Dataset statistics {path!r} hold no voiced frames (no f0 median or voiced loudness).')
   return stats
+
+
+def _stats_value(stats, keys, positive=False):
+  """The number at `stats[k0][k1]...`, None when a key is missing; ValueError when it is not a finite number."""
+  value, where = stats, ''
+  for key in keys:
+    if value is None:
+      return None
+    if not isinstance(value, dict):
+      raise ValueError(f'{where or "the statistics"} is a {type(value).__name__}, not an object.')
+    value = value.get(key)
+    where += f'[{key!r}]'
+  if value is None:
+    return None
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+      positive and value <= 0):
+    raise ValueError(f'{where} is {value!r}, not a {"positive" if positive else "finite"} number.')
+  return float(value)
 
 
 def find_dataset_statistics(save_dir, gin_config=''):
@@ -210,21 +373,20 @@ def find_dataset_statistics(save_dir, gin_config=''):
 
 
 def dataset_median_midi(stats):
-  """Median pitch of the training set's voiced frames (MIDI), from the f0 quantiles (else the mean)."""
-  quantiles = (stats.get('f0_hz') or {}).get('quantiles') or {}
-  median_hz = quantiles.get('0.5')
+  """Median pitch of the training set's voiced frames (MIDI), from the f0 quantiles (else the mean); None when
+  the statistics hold neither. ValueError when a value there is not a number."""
+  median_hz = _stats_value(stats, ('f0_hz', 'quantiles', '0.5'), positive=True)
   if median_hz:
-    return float(core.hz_to_midi(float(median_hz)))
-  mean = stats.get('mean_pitch_midi')
-  return None if mean is None else float(mean)
+    return float(core.hz_to_midi(median_hz))
+  return _stats_value(stats, ('mean_pitch_midi',))
 
 
 def dataset_voiced_loudness(stats):
-  """Mean loudness (dB) of the training set's voiced frames."""
-  value = stats.get('mean_loudness_db_voiced')
+  """Mean loudness (dB) of the training set's voiced frames; None when absent."""
+  value = _stats_value(stats, ('mean_loudness_db_voiced',))
   if value is None:
-    value = (stats.get('loudness_db_voiced') or {}).get('mean')
-  return None if value is None else float(value)
+    value = _stats_value(stats, ('loudness_db_voiced', 'mean'))
+  return value
 
 
 def auto_adjust_shifts(f0_hz, loudness_db, voiced, stats):
@@ -276,7 +438,7 @@ def fill_short_gaps(voiced, max_gap_frames):
 def adjust_features(features, pitch_shift=0.0, loudness_shift=0.0, f0_range_scale=1.0,
                     loudness_range_scale=1.0, f0_curve=None, loudness_curve=None,
                     confidence_threshold=DEFAULT_CONFIDENCE_THRESHOLD, unvoiced_loudness_db=LOUDNESS_FLOOR_DB,
-                    max_gap_frames=MAX_GAP_FRAMES, auto_adjust=False, dataset_stats=None):
+                    max_gap_frames=MAX_GAP_FRAMES, auto_adjust=False, dataset_stats=None, sample_rate=None):
   """Applies the user's controls to extracted features.
 
   Order: replace curves -> voiced mask -> auto_adjust -> pitch shift and f0 range scaling -> loudness shift
@@ -298,14 +460,23 @@ def adjust_features(features, pitch_shift=0.0, loudness_shift=0.0, f0_range_scal
       leaves them unchanged.
     auto_adjust: add the octave shift and loudness offset of `auto_adjust_shifts`.
     dataset_stats: the statistics dict for `auto_adjust`.
+    sample_rate: the model's sample rate; given, pitch controls that put every voiced frame at or above its
+      Nyquist frequency or below 20 Hz are refused (`ddsp.validation.check_audible_pitch`).
 
   Returns:
     (features dict with adjusted 'f0_hz', 'loudness_db', plus 'voiced' bool `[n_frames]`,
      info dict with the shifts applied).
 
   Raises:
-    InputError: no voiced frames.
+    InputError: no voiced frames, a bad curve.
+    ValidationError (a ValueError): a control that is not a finite number in its range, or an inaudible pitch.
   """
+  for name, value in (('pitch_shift', pitch_shift), ('loudness_shift', loudness_shift),
+                      ('f0_range_scale', f0_range_scale), ('loudness_range_scale', loudness_range_scale),
+                      ('unvoiced_loudness_db', unvoiced_loudness_db)):
+    validation.Range().check(name, value)
+  validation.Range(0, 1).check('confidence_threshold', confidence_threshold)
+  validation.Range(0).check('max_gap_frames', max_gap_frames)
   f0 = np.asarray(features['f0_hz'], np.float64).reshape(-1).copy()
   ld = np.asarray(features['loudness_db'], np.float64).reshape(-1).copy()
   n_frames = f0.size
@@ -319,6 +490,8 @@ def adjust_features(features, pitch_shift=0.0, loudness_shift=0.0, f0_range_scal
     voiced = np.ones(n_frames, bool)
   if loudness_curve is not None:
     ld = load_curve(loudness_curve, n_frames, 'loudness curve').astype(np.float64)
+  if not voiced.any() and f0_curve is not None:
+    raise InputError('The f0 curve has no frame above 0 Hz (0 Hz marks an unvoiced frame): nothing to play.')
   if not voiced.any():
     best = float(confidence.max()) if confidence.size else 0.0
     raise InputError(f'No voiced frames in the input: CREPE confidence never reaches the threshold '
@@ -337,7 +510,10 @@ def adjust_features(features, pitch_shift=0.0, loudness_shift=0.0, f0_range_scal
   if f0_range_scale != 1.0:
     centre = float(np.median(midi[voiced & positive])) if (voiced & positive).any() else 0.0
     midi = centre + float(f0_range_scale) * (midi - centre)
-  f0 = np.where(positive, core.midi_to_hz(midi + semitones), 0.0)
+  f0 = np.where(positive, np.minimum(core.midi_to_hz(midi + semitones), MAX_F0_HZ), 0.0)
+  if sample_rate is not None:
+    validation.check_audible_pitch(f0, voiced, sample_rate, _pitch_controls(
+        pitch_shift, auto_octaves, f0_range_scale, f0_curve is not None))
   if loudness_range_scale != 1.0:
     centre = float(np.mean(ld[voiced]))
     ld = centre + float(loudness_range_scale) * (ld - centre)
@@ -349,6 +525,20 @@ def adjust_features(features, pitch_shift=0.0, loudness_shift=0.0, f0_range_scal
   out = dict(features)
   out.update(f0_hz=f0.astype(np.float32), loudness_db=ld.astype(np.float32), voiced=voiced)
   return out, info
+
+
+def _pitch_controls(pitch_shift, auto_octaves, f0_range_scale, with_curve):
+  """The pitch controls in effect, for messages: 'pitch_shift +60 semitones and the f0 curve'."""
+  parts = []
+  if with_curve:
+    parts.append('the f0 curve')
+  if pitch_shift:
+    parts.append(f'pitch_shift {float(pitch_shift):+g} semitones')
+  if auto_octaves:
+    parts.append(f'auto_adjust {auto_octaves:+d} octaves')
+  if f0_range_scale != 1.0:
+    parts.append(f'f0_range_scale {float(f0_range_scale):g}')
+  return ' and '.join(parts) if parts else "The input's pitch"
 
 
 def interpolate_z(z_a, z_b, amount):

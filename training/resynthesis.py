@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from ddsp import file_utils
 from ddsp import spectral_ops
+from ddsp import validation
 from ddsp.training import features as features_lib
 from ddsp.training import summaries
 
@@ -167,11 +168,13 @@ def transfer(model, source, source_sample_rate=None, crepe_model='tiny', crepe_f
     if not isinstance(stats, dict):
       stats = features_lib.load_dataset_statistics(stats)
   controls['dataset_stats'] = stats
+  controls.setdefault('sample_rate', model.sample_rate)  # refuses an inaudible pitch (all above Nyquist)
   features, info = features_lib.adjust_features(features_in, **controls)
   info['notes'] = notes
   info['checkpoint'] = model.checkpoint
   z = None
   if interpolate_with is not None:
+    validation.Range().check('interpolation', interpolation)
     other, other_notes = features_lib.read_input(interpolate_with, model.sample_rate)
     for note in other_notes:
       logging.warning('Interpolation input: %s.', note)

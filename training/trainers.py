@@ -338,6 +338,7 @@ class Trainer:
     path = self.latest_checkpoint(checkpoint_dir_or_path)
     if path is None:
       return None
+    checkpoints.check_readable(path)  # a truncated or foreign file: named, nothing restored
     saved = {name for name, _ in tf.train.list_variables(path)}
     has_iterator = any(name.startswith('iterator/') for name in saved)
     has_batches = any(name.startswith('batches_consumed/') for name in saved)
@@ -352,8 +353,9 @@ class Trainer:
     try:
       status.assert_existing_objects_matched()
     except AssertionError as e:
-      raise ValueError(f'Checkpoint {path} does not match the model being trained (was it written with a '
-                       f'different gin config?): {e}') from e
+      raise checkpoints.IncompatibleCheckpointError(
+          f'Checkpoint {path} does not match the model being trained (was it written with a different gin '
+          f'config?): {e}') from e
     status.expect_partial()
     step = self.step
     if not has_batches:  # A checkpoint from before the counter existed: one batch per step.

@@ -17,20 +17,40 @@ Examples:
     --output=/tmp/out/ab.wav
 
 Inputs of any format, sample rate and channel count are converted to the model's mono rate (a note says
-so). Problems (missing or incompatible checkpoint, unreadable, silent or unpitched input, bad curve file)
-end with one line `ddsp_transfer: error: ...` and exit code 1. See `ddsp.training.inference` for the API.
+so). Problems (missing, truncated or incompatible checkpoint, unreadable, silent or unpitched input, malformed
+curve or statistics file, an output path that is one of the inputs) end with one line
+`ddsp_transfer: error: ...` and exit code 1, before anything is written; a flag value out of its range (stated
+in `--help`), or pitch controls that put the whole output above the model's Nyquist frequency or below 20 Hz,
+with exit code 2. See `ddsp.training.inference` for the API.
 """
 import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from ddsp import cli
+from ddsp import validation
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 FLAGS = flags.FLAGS
+
+CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
+# The accepted values of the numeric flags (stated in each flag's help; checked before any model loads).
+RANGES = {
+    'pitch_shift': validation.Range(-96, 96, 'semitones'),
+    'octave_shift': validation.Range(-8, 8, 'octaves'),
+    'loudness_shift': validation.Range(-120, 120, 'dB'),
+    'f0_range_scale': validation.Range(0, 10),
+    'loudness_range_scale': validation.Range(0, 10),
+    'confidence_threshold': validation.Range(0, 1),
+    'unvoiced_loudness_db': validation.Range(-200, 0, 'dB'),
+    'max_gap_frames': validation.Range(0, 100000, 'frames'),
+    'interpolation': validation.Range(0, 1),
+    'crepe_frame_rate': validation.Range(1, 1000, 'frames per second'),
+}
 
 
 @cli.define_once
@@ -42,11 +62,14 @@ def define_flags():
   flags.DEFINE_string('input', None, 'Input recording (any format, rate, channels).')
   flags.DEFINE_string('output', None, 'Output WAV path; a PNG with spectrograms and curves is written beside '
                       'it.')
-  flags.DEFINE_float('pitch_shift', 0.0, 'Pitch shift in semitones.')
-  flags.DEFINE_integer('octave_shift', 0, 'Pitch shift in octaves (added to --pitch_shift).')
-  flags.DEFINE_float('loudness_shift', 0.0, 'Loudness shift in dB.')
-  flags.DEFINE_float('f0_range_scale', 1.0, 'Scale the melody around its median pitch (0: one note).')
-  flags.DEFINE_float('loudness_range_scale', 1.0, 'Scale the dynamics around the mean voiced loudness.')
+  flags.DEFINE_float('pitch_shift', 0.0, RANGES['pitch_shift'].help('Pitch shift in semitones.'))
+  flags.DEFINE_integer('octave_shift', 0, RANGES['octave_shift'].help('Pitch shift in octaves (added to '
+                       '--pitch_shift).'))
+  flags.DEFINE_float('loudness_shift', 0.0, RANGES['loudness_shift'].help('Loudness shift in dB.'))
+  flags.DEFINE_float('f0_range_scale', 1.0, RANGES['f0_range_scale'].help('Scale the melody around its median '
+                     'pitch (0: one note).'))
+  flags.DEFINE_float('loudness_range_scale', 1.0, RANGES['loudness_range_scale'].help(
+      'Scale the dynamics around the mean voiced loudness.'))
   flags.DEFINE_boolean('auto_adjust', False, 'Shift the input pitch by whole octaves and its loudness to '
                        'match the training set statistics (dataset_statistics.json).')
   flags.DEFINE_string('dataset_stats', None, 'dataset_statistics.json for --auto_adjust (default: looked for '
@@ -57,20 +80,36 @@ def define_flags():
   flags.DEFINE_boolean('acoustic_transfer', False, 'Apply the learned room (impulse response) to --input '
                        'instead of resynthesising it.')
   flags.DEFINE_string('f0_curve', None, 'Replace f0 by this curve (Hz; .npy or CSV), resampled to the '
-                      'frames.')
-  flags.DEFINE_string('loudness_curve', None, 'Replace loudness by this curve (dB; .npy or CSV).')
-  flags.DEFINE_float('confidence_threshold', 0.5, 'Frames with CREPE confidence below this are unvoiced '
-                     '(their loudness goes to --unvoiced_loudness_db); 0 disables masking.')
-  flags.DEFINE_float('unvoiced_loudness_db', -120.0, 'Loudness of unvoiced frames.')
-  flags.DEFINE_integer('max_gap_frames', 8, 'Unvoiced runs of at most this many frames between voiced ones '
-                       'count as voiced (confidence dips at note changes).')
+                      'frames. Values in [0, 100000] Hz, 0 marks an unvoiced frame.')
+  flags.DEFINE_string('loudness_curve', None, 'Replace loudness by this curve (dB; .npy or CSV). Values in '
+                      '[-200, 200] dB.')
+  flags.DEFINE_float('confidence_threshold', 0.5, RANGES['confidence_threshold'].help(
+      'Frames with CREPE confidence below this are unvoiced (their loudness goes to --unvoiced_loudness_db); '
+      '0 disables masking.'))
+  flags.DEFINE_float('unvoiced_loudness_db', -120.0, RANGES['unvoiced_loudness_db'].help(
+      'Loudness of unvoiced frames.'))
+  flags.DEFINE_integer('max_gap_frames', 8, RANGES['max_gap_frames'].help(
+      'Unvoiced runs of at most this many frames between voiced ones count as voiced (confidence dips at note '
+      'changes).'))
   flags.DEFINE_string('interpolate_with', None, 'Second recording for timbre (z) interpolation.')
-  flags.DEFINE_float('interpolation', 0.5, 'Timbre interpolation amount towards --interpolate_with (0..1).')
-  flags.DEFINE_enum('crepe_model', 'tiny', ['tiny', 'small', 'medium', 'large', 'full'],
+  flags.DEFINE_float('interpolation', 0.5, RANGES['interpolation'].help(
+      'Timbre interpolation amount towards --interpolate_with.'))
+  flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS),
                     'CREPE capacity for the f0 of the input (that package must be installed).')
-  flags.DEFINE_integer('crepe_frame_rate', None, 'Rate CREPE runs at before interpolation (default: the '
-                       'model frame rate).')
+  flags.DEFINE_integer('crepe_frame_rate', None, RANGES['crepe_frame_rate'].help(
+      'Rate CREPE runs at before interpolation (default: the model frame rate).'))
 
+
+def check_flags(flag_values=FLAGS):
+  """Refuses flag values out of range or a CREPE capacity that is not installed, before any model loads.
+
+  Raises:
+    ddsp.validation.ValidationError: naming the flag, its value and what is accepted.
+  """
+  validation.check_flags(flag_values, RANGES)
+  validation.check_choice('--crepe_model', flag_values.crepe_model, CREPE_MODELS)
+  if flag_values.input and not flag_values.acoustic_transfer:
+    validation.check_crepe_installed('--crepe_model', flag_values.crepe_model)
 
 def _error(message):
   print(f'ddsp_transfer: error: {message}', file=sys.stderr)
@@ -86,6 +125,7 @@ def main(argv):
     raise app.UsageError('Give --input (with --output) and/or --export_ir.')
   if FLAGS.input and not FLAGS.output:
     raise app.UsageError('--input needs --output (a WAV path).')
+  check_flags(FLAGS)
   from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top
   from ddsp.training import inference  # pylint: disable=g-import-not-at-top
   from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
@@ -94,12 +134,22 @@ def main(argv):
   if FLAGS.input and FLAGS.output:
     outputs['--output'] = FLAGS.output
     outputs['the figure beside --output'] = os.path.splitext(FLAGS.output)[0] + '.png'
+    if FLAGS.export_ir and file_utils.same_file(FLAGS.export_ir, FLAGS.output):
+      _error(f'--export_ir {FLAGS.export_ir!r} is --output {FLAGS.output!r}: one would overwrite the other. '
+             'Choose two paths.')
   inputs = {'--input': FLAGS.input, '--interpolate_with': FLAGS.interpolate_with, '--f0_curve': FLAGS.f0_curve,
             '--loudness_curve': FLAGS.loudness_curve, '--dataset_stats': FLAGS.dataset_stats}
   try:
     file_utils.check_outputs_are_not_inputs(outputs, inputs)
-  except ValueError as e:
-    _error(str(e))
+    # The files given beside the audio are parsed strictly now, before the model loads.
+    if FLAGS.input and not FLAGS.acoustic_transfer:
+      for name, path in (('f0 curve', FLAGS.f0_curve), ('loudness curve', FLAGS.loudness_curve)):
+        if path:
+          features_lib.read_curve(path, name)
+      if FLAGS.dataset_stats:
+        features_lib.load_dataset_statistics(FLAGS.dataset_stats)
+  except (FileNotFoundError, ValueError) as e:
+    _error(cli.first_line(e))
   try:
     model = inference.load_model(FLAGS.model_dir, checkpoint=FLAGS.checkpoint, gin_params=FLAGS.gin_param)
     written = []
@@ -137,13 +187,15 @@ def main(argv):
         summary += (f" (auto_adjust: {info['auto_octave_shift']:+d} octaves, "
                     f"{info['auto_loudness_shift_db']:+.1f} dB)")
       print(f'ddsp_transfer: {summary}')
+  except validation.ValidationError:
+    raise  # one line and exit status 2 (ddsp.cli.run)
   except (FileNotFoundError, ValueError, features_lib.InputError) as e:
     _error(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
   print('ddsp_transfer: wrote ' + ', '.join(written))
 
 
 def console_entry_point():
-  cli.run(main, define_flags)
+  cli.run(main, define_flags, verbosity=logging.WARNING)
 
 
 if __name__ == '__main__':
