@@ -428,7 +428,7 @@ def normalize_harmonics(harmonic_distribution, f0_hz=None, sample_rate=None, nor
   return harmonic_distribution
 
 
-def _neighbour_max(x):
+def neighbour_max(x):
   """max(x[t-1], x[t], x[t+1]) along axis 1 (edges replicated)."""
   prev = tf.concat([x[:, :1], x[:, :-1]], axis=1)
   nxt = tf.concat([x[:, 1:], x[:, -1:]], axis=1)
@@ -483,14 +483,14 @@ def harmonic_synthesis(frequencies, amplitudes, harmonic_shifts=None, harmonic_d
     dist = tf.ones_like(amps)
   else:
     dist = ensure_3d(harmonic_distribution, 'harmonic_distribution')
-  _check_shapes_match(f0, amps, dist)
+  check_shapes_match(f0, amps, dist)
   f0 = tf.maximum(f0, 0.0)
   n_frames = f0.shape[1]
   n_harmonics = dist.shape[-1]
 
   # Frame-rate harmonic amplitudes; mute harmonics that reach Nyquist anywhere in the two segments a frame
   # contributes to.
-  f0_peak = _neighbour_max(f0)
+  f0_peak = neighbour_max(f0)
   dist = normalize_harmonics(dist, f0_peak, sample_rate, normalize=normalize_below_nyquist)
   harm_amps = amps * dist * tf.cast(f0 > 0.0, tf.float32)  # [B, T, K]
 
@@ -504,14 +504,16 @@ def harmonic_synthesis(frequencies, amplitudes, harmonic_shifts=None, harmonic_d
     k = tf.range(1, n_harmonics + 1, dtype=tf.float32)
     audio = tf.reduce_sum(amp_env * tf.sin(phase[..., tf.newaxis] * k), axis=-1)
   else:
-    audio = _harmonic_frames(phase, harm_amps, n_samples // n_frames, amp_resample_method)
+    # The last frame's amplitudes are held over its segment.
+    bounds = tf.concat([harm_amps, harm_amps[:, -1:]], axis=1)
+    audio = harmonic_segments(phase, bounds, n_samples // n_frames, amp_resample_method)
 
   if return_phase:
     return audio, _wrap(phase[:, -1] + tf.cast(omega[:, -1], tf.float32))
   return audio
 
 
-def _check_shapes_match(f0, amps, dist):
+def check_shapes_match(f0, amps, dist):
   for name, x in (('amplitudes', amps), ('harmonic_distribution', dist)):
     if f0.shape[1] is not None and x.shape[1] is not None and f0.shape[1] != x.shape[1]:
       raise ValueError(f'`frequencies` {f0.shape} and `{name}` {x.shape} must have the same number of frames.')
@@ -521,32 +523,34 @@ def _check_shapes_match(f0, amps, dist):
     raise ValueError(f'`frequencies` (f0) must be [batch, n_frames, 1], got {f0.shape}.')
 
 
-def _harmonic_frames(phase, harm_amps, hop, amp_resample_method):
-  """Fast path of `harmonic_synthesis` for n_samples = n_frames * hop.
+def harmonic_segments(phase, harm_amps, hop, amp_resample_method='window'):
+  """Sum of harmonics over hop-long segments, each crossfading the amplitudes of the two frames around it.
+
+  The fast path of `harmonic_synthesis` (n_samples = n_frames * hop), and the block step of a streaming
+  `Harmonic`: segment t spans frames t and t+1.
 
   Args:
-    phase: `[B, N]` fundamental phase.
-    harm_amps: `[B, T, K]` amplitude of harmonic k+1 at frame t.
-    hop: samples per frame.
-    amp_resample_method: 'window' or 'linear'.
+    phase: `[B, S * hop]` fundamental phase of the S segments.
+    harm_amps: `[B, S + 1, K]` amplitude of harmonic k+1 at the frames bounding the segments.
+    hop: samples per segment.
+    amp_resample_method: 'window' (Hann crossfade) or 'linear'.
 
   Returns:
-    `[B, N]` audio.
+    `[B, S * hop]` audio.
   """
   batch = tf.shape(phase)[0]
-  n_frames = harm_amps.shape[1]
+  n_seg = harm_amps.shape[1] - 1
   n_harmonics = harm_amps.shape[-1]
   n_outer, n_inner = _factor(n_harmonics + 1)  # index 0 is the (silent) DC term
   n_total = n_outer * n_inner
 
   # Coefficients c[k] for k = 0..n_total-1 with c[0] = 0, arranged [.., b, a] for k = n_inner * a + b.
   coeffs = tf.pad(harm_amps, [[0, 0], [0, 0], [1, n_total - n_harmonics - 1]])
-  coeffs = tf.transpose(tf.reshape(coeffs, [batch, n_frames, n_outer, n_inner]), [0, 1, 3, 2])
-  nxt = tf.concat([coeffs[:, 1:], coeffs[:, -1:]], axis=1)
-  # The current frame's matrix stacked on the next frame's along the contracted axis: [B, T, 2 Ki, Ko].
-  mats = tf.concat([coeffs, nxt], axis=-2)
+  coeffs = tf.transpose(tf.reshape(coeffs, [batch, n_seg + 1, n_outer, n_inner]), [0, 1, 3, 2])
+  # The segment's first frame's matrix stacked on its second's along the contracted axis: [B, S, 2 Ki, Ko].
+  mats = tf.concat([coeffs[:, :-1], coeffs[:, 1:]], axis=-2)
 
-  phase = tf.reshape(phase, [batch, n_frames, hop, 1])
+  phase = tf.reshape(phase, [batch, n_seg, hop, 1])
   # sin((Ki a + b) phi) = sin(Ki a phi) cos(b phi) + cos(Ki a phi) sin(b phi): 2 (Ki + Ko) sines per sample.
   inner = phase * tf.range(n_inner, dtype=tf.float32)
   outer = phase * (float(n_inner) * tf.range(n_outer, dtype=tf.float32))
@@ -559,11 +563,11 @@ def _harmonic_frames(phase, harm_amps, hop, amp_resample_method):
   # are slow).
   cos_in, sin_in = tf.cos(inner), tf.sin(inner)
   left = tf.concat([tf.concat([(1.0 - frac) * cos_in, frac * cos_in], axis=-1),
-                    tf.concat([(1.0 - frac) * sin_in, frac * sin_in], axis=-1)], axis=-2)  # [B, T, 2 hop, 2 Ki]
-  prod = tf.matmul(left, mats)  # [B, T, 2 hop, Ko]
+                    tf.concat([(1.0 - frac) * sin_in, frac * sin_in], axis=-1)], axis=-2)  # [B, S, 2 hop, 2 Ki]
+  prod = tf.matmul(left, mats)  # [B, S, 2 hop, Ko]
   p_c, p_s = tf.split(prod, 2, axis=-2)  # sum_b c_ab cos(b phi), sum_b c_ab sin(b phi), cross-faded
-  audio = tf.reduce_sum(tf.sin(outer) * p_c + tf.cos(outer) * p_s, axis=-1)  # [B, T, hop]
-  return tf.reshape(audio, [batch, n_frames * hop])
+  audio = tf.reduce_sum(tf.sin(outer) * p_c + tf.cos(outer) * p_s, axis=-1)  # [B, S, hop]
+  return tf.reshape(audio, [batch, n_seg * hop])
 
 
 # ------------------------------------------------------------------------------------------------------------

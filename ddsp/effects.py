@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ddsp import blocks
 from ddsp import core
 from ddsp import processors
 from ddsp import synths
@@ -40,6 +41,39 @@ class ReverbBase(processors.Processor):
     """Args: audio `[batch, n_samples]`, ir `[batch or 1, ir_size]`. Returns `[batch, n_samples]`."""
     wet = core.fft_convolve(audio, ir, padding='same', delay_compensation=0)
     return wet + audio if self.add_dry else wet
+
+  def learned_ir(self):
+    """The IR `[1, ir_size]` a trainable reverb learns (direct-path sample masked).
+
+    Raises:
+      ValueError: the reverb is not trainable (its IR or its parameters are inputs).
+    """
+    raise ValueError(f'{type(self).__name__} has no learned IR.')
+
+  def block_step(self, config, input_channels):
+    """A trainable reverb streams: a partitioned convolution with its learned IR, taken when the stream is built
+    (build a new stream after changing the weights)."""
+    try:
+      ir = self.learned_ir()
+    except ValueError as e:
+      raise NotImplementedError(f'only a trainable reverb streams ({e})') from e
+    return ReverbStep(self, ir[0].numpy(), config)
+
+
+class ReverbStep(processors.BlockStep):
+  """A reverb with a fixed IR, block by block (`blocks.PartitionedConvolution`), plus the dry signal."""
+  reads_frames = False
+
+  def __init__(self, reverb, ir, config):
+    self.add_dry = reverb.add_dry
+    self.convolution = blocks.PartitionedConvolution(ir, config.block_size, config.reverb_partition)
+
+  def state_spec(self, batch_size, latency_frames):
+    return self.convolution.state_spec(batch_size)
+
+  def step(self, inputs, state, block):
+    wet, state = self.convolution.step(inputs[0], state)
+    return (wet + inputs[0] if self.add_dry else wet), state
 
 
 @gin.register
@@ -81,11 +115,14 @@ class Reverb(ReverbBase):
   def get_ir(self):
     """The learned impulse response `[1, reverb_length]` (direct-path sample masked)."""
     if self.ir is None:
-      raise ValueError('This Reverb is not trainable: its IR is an input.')
+      raise ValueError('this Reverb is not trainable: its IR is an input')
     ir = tf.convert_to_tensor(self.ir)[tf.newaxis]
     if self.ir_scale != 1.0 or self.decay_db:
       ir = tf.constant(self._envelope)[tf.newaxis] * ir
     return self._mask_dry_ir(ir)
+
+  def learned_ir(self):
+    return self.get_ir()
 
   def get_controls(self, audio, ir=None):
     """Args: audio `[batch, n_samples]`; ir `[batch, ir_size]` unless trainable."""
@@ -126,18 +163,26 @@ class ExpDecayReverb(ReverbBase):
     else:
       self.gain = self.decay = None
 
-  def get_controls(self, audio, gain=None, decay=None):
-    audio = core.tf_float32(audio, 'audio')
-    if self.gain is not None:
-      gain, decay = tf.convert_to_tensor(self.gain)[tf.newaxis], tf.convert_to_tensor(self.decay)[tf.newaxis]
-    elif gain is None or decay is None:
-      raise ValueError('ExpDecayReverb(trainable=False) needs `gain` and `decay` inputs [batch, 1].')
+  def _ir(self, gain, decay):
+    """`[batch, reverb_length]` IR of `gain`, `decay` `[batch, 1]` (direct-path sample masked)."""
     gain = tf.reshape(core.tf_float32(gain, 'gain'), [-1, 1])
     decay = tf.reshape(core.tf_float32(decay, 'decay'), [-1, 1])
     t = tf.range(self.reverb_length, dtype=tf.float32)[tf.newaxis] / float(self.sample_rate)
     envelope = tf.nn.softplus(gain) * tf.exp(-(2.0 + tf.nn.softplus(decay)) * t)
-    ir = self._mask_dry_ir(envelope * self._noise[tf.newaxis])
-    return {'audio': audio, 'ir': ir}
+    return self._mask_dry_ir(envelope * self._noise[tf.newaxis])
+
+  def learned_ir(self):
+    if self.gain is None:
+      raise ValueError('this ExpDecayReverb is not trainable: its gain and decay are inputs')
+    return self._ir(tf.convert_to_tensor(self.gain)[tf.newaxis], tf.convert_to_tensor(self.decay)[tf.newaxis])
+
+  def get_controls(self, audio, gain=None, decay=None):
+    audio = core.tf_float32(audio, 'audio')
+    if self.gain is not None:
+      return {'audio': audio, 'ir': self.learned_ir()}
+    if gain is None or decay is None:
+      raise ValueError('ExpDecayReverb(trainable=False) needs `gain` and `decay` inputs [batch, 1].')
+    return {'audio': audio, 'ir': self._ir(gain, decay)}
 
 
 @gin.register
@@ -165,6 +210,11 @@ class FilteredNoiseReverb(ReverbBase):
                                         initializer=keras.initializers.RandomNormal(stddev=0.01, seed=0))
     else:
       self.magnitudes = None
+
+  def learned_ir(self):
+    if self.magnitudes is None:
+      raise ValueError('this FilteredNoiseReverb is not trainable: its magnitudes are an input')
+    return self._mask_dry_ir(self._synth(tf.convert_to_tensor(self.magnitudes)[tf.newaxis]))
 
   def get_controls(self, audio, magnitudes=None):
     audio = core.tf_float32(audio, 'audio')

@@ -8,7 +8,12 @@ Calling the layer runs both.
 `ProcessorGroup` wires processors into a DAG written as a list of `(processor, [input keys])`; each node's
 outputs are stored under `<processor name>/signal` and `<processor name>/controls`, and the last node's signal is
 the group's output.
+
+Streaming. A processor that can run block by block returns its `BlockStep` from `block_step` (written next to
+its offline code, sharing its maths); `ddsp.blocks.GroupStream` drives a whole DAG of them. A step gets one
+`Block` at a time and carries its own state (a dict of tensors) from block to block.
 """
+import dataclasses
 import os
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
@@ -54,6 +59,99 @@ class Processor(keras.layers.Layer):
   def get_signal(self, *args, **kwargs):
     """Converts controls to a signal. Implemented by subclasses."""
     raise NotImplementedError
+
+  def block_step(self, config, input_channels):
+    """This processor's block-by-block form (a `BlockStep`), for streaming.
+
+    Args:
+      config: the stream's `StreamConfig` (hop, frames per block).
+      input_channels: per input key, the channel count of a frame-rate input, or None for an audio signal.
+
+    Raises:
+      NotImplementedError: the processor has no block step (the default).
+    """
+    raise NotImplementedError(f'{type(self).__name__} has no block step.')
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamConfig:
+  """The geometry of a stream: `hop` samples per frame, `block_frames` frames per block.
+
+  Attributes:
+    hop: samples per frame.
+    block_frames: frames per block (`block_size = hop * block_frames` samples).
+    reverb_partition: a reverb's partition length is gcd(block_size, reverb_partition) samples.
+  """
+  hop: int
+  block_frames: int
+  reverb_partition: int = 256
+
+  @property
+  def block_size(self):
+    return self.hop * self.block_frames
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+  """What one step of a stream sees besides its inputs and state.
+
+  A stream lags its input by `latency_frames` D frames: the block that brings input frames [s, s + F) makes the
+  audio of output frames [s - D, s - D + n_frames). Frame-rate inputs arrive as `[B, D + 1 + n_frames, C]`,
+  frames [s - D - 1, s + n_frames) (the output frames, one before them and the D after them); audio inputs
+  (signals of earlier nodes) as `[B, n_frames * hop]`, the output frames' samples.
+
+  Attributes:
+    n_frames: output frames of this block (the block's frames, or D at the flush).
+    hop: samples per frame.
+    latency_frames: D.
+    valid: `[n_frames]` float, 0 for the stream's first D frames (the silent pre-roll), else 1.
+    final: the flush (input ended: the last frame is held, as offline synthesis holds it).
+    noise: `[B, n_frames * hop]` uniform noise of the block's input frames [s, s + F) (None at the flush).
+  """
+  n_frames: int
+  hop: int
+  latency_frames: int
+  valid: object
+  final: bool = False
+  noise: object = None
+
+  @property
+  def n_samples(self):
+    return self.n_frames * self.hop
+
+  @property
+  def valid_samples(self):
+    """`[n_frames * hop]`: `valid` per sample."""
+    return tf.repeat(self.valid, self.hop)
+
+
+class BlockStep:
+  """The block-by-block form of one processor (see `Block` for the alignment of inputs and output).
+
+  Attributes:
+    reads_frames: its inputs are frame-rate controls (True) or earlier audio signals (False).
+    lookahead_frames: how many frames after an output frame its audio depends on (the stream's latency is the
+      largest over the DAG).
+  """
+  reads_frames = True
+  lookahead_frames = 0
+
+  def state_spec(self, batch_size, latency_frames):
+    """Name -> `tf.TensorSpec` of the state this step carries (batch axis first); {} when stateless."""
+    del batch_size, latency_frames
+    return {}
+
+  def step(self, inputs, state, block):
+    """One block: (list of input tensors, state dict, `Block`) -> (audio `[B, block.n_samples]`, new state)."""
+    raise NotImplementedError
+
+
+class _AddStep(BlockStep):
+  """`Add` on blocks: the sum of two aligned signals (no state)."""
+  reads_frames = False
+
+  def step(self, inputs, state, block):
+    return inputs[0] + inputs[1], {}
 
 
 def _lookup(outputs, key):
@@ -164,6 +262,9 @@ class Add(Processor):
 
   def get_signal(self, signal_one, signal_two):
     return signal_one + signal_two
+
+  def block_step(self, config, input_channels):
+    return _AddStep()
 
 
 @gin.register

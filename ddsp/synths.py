@@ -9,8 +9,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ddsp import blocks
 from ddsp import core
 from ddsp import processors
+
+# Phase unit of a streaming Harmonic: 2**-23 Hz-samples, so that a float32 frequency of 1 Hz or more is a whole
+# number of units.
+PHASE_UNITS_PER_HZ = 2.0 ** 23
 
 
 def _check_controls(**controls):
@@ -66,7 +71,7 @@ class Harmonic(processors.Processor):
     amplitudes = core.ensure_3d(amplitudes, 'amplitudes')
     harmonic_distribution = core.ensure_3d(harmonic_distribution, 'harmonic_distribution')
     f0_hz = core.ensure_3d(f0_hz, 'f0_hz')
-    core._check_shapes_match(f0_hz, amplitudes, harmonic_distribution)  # pylint: disable=protected-access
+    core.check_shapes_match(f0_hz, amplitudes, harmonic_distribution)
     _check_controls(amplitudes=amplitudes, harmonic_distribution=harmonic_distribution, f0_hz=f0_hz)
     core.check_non_negative(f0_hz, 'f0_hz')
     if self.scale_fn is not None:
@@ -74,7 +79,7 @@ class Harmonic(processors.Processor):
       harmonic_distribution = self.scale_fn(harmonic_distribution)
     f0_hz = tf.maximum(f0_hz, 0.0)
     harmonic_distribution = core.normalize_harmonics(
-        harmonic_distribution, core._neighbour_max(f0_hz), self.sample_rate,  # pylint: disable=protected-access
+        harmonic_distribution, core.neighbour_max(f0_hz), self.sample_rate,
         normalize=self.normalize_below_nyquist)
     return {'amplitudes': amplitudes, 'harmonic_distribution': harmonic_distribution, 'f0_hz': f0_hz}
 
@@ -84,6 +89,53 @@ class Harmonic(processors.Processor):
         frequencies=f0_hz, amplitudes=amplitudes, harmonic_distribution=harmonic_distribution,
         n_samples=self.n_samples, sample_rate=self.sample_rate, amp_resample_method=self.amp_resample_method,
         initial_phase=initial_phase, phase_precision=self.phase_precision, normalize_below_nyquist=False)
+
+  def block_step(self, config, input_channels):
+    return HarmonicStep(self)
+
+
+class HarmonicStep(processors.BlockStep):
+  """`Harmonic` block by block (`processors.Block`): the same controls and segment maths as offline.
+
+  The audio between frames t and t+1 crossfades the harmonic amplitudes of both frames, whose Nyquist masks look
+  at f0 of frames t-1..t+2: a look-ahead of 2 frames. State: `phase` `[B]` int64, the fundamental's running phase
+  in units of 2**-23 Hz-samples, wrapped exactly (integer arithmetic: no drift, float32-exact to ~3e-7 rad after
+  any duration).
+  """
+  lookahead_frames = 2
+
+  def __init__(self, harmonic):
+    self.harmonic = harmonic
+
+  def state_spec(self, batch_size, latency_frames):
+    return {'phase': tf.TensorSpec([batch_size], tf.int64)}
+
+  def step(self, inputs, state, block):
+    proc, hop, n = self.harmonic, block.hop, block.n_frames
+    amps, dist, f0 = inputs  # [B, D + 1 + n, C]: frames [s - D - 1, s + n)
+    f0 = tf.maximum(f0, 0.0)
+    peak = core.neighbour_max(f0)[:, 1:n + 2]  # frames [s - D, s - D + n + 1), all neighbours present (D >= 2)
+    amps, dist, f0 = amps[:, 1:n + 2], dist[:, 1:n + 2], f0[:, 1:n + 2]
+    if proc.scale_fn is not None:
+      amps, dist = proc.scale_fn(amps), proc.scale_fn(dist)
+    dist = core.normalize_harmonics(dist, peak, proc.sample_rate, normalize=proc.normalize_below_nyquist)
+    harm = amps * dist * tf.cast(f0 > 0.0, tf.float32)  # [B, n + 1, K]
+    if block.final:
+      harm = tf.concat([harm[:, :-1], harm[:, -2:-1]], axis=1)  # offline holds the last frame past the end
+    # f0 linearly interpolated within each segment.
+    frac = tf.range(hop, dtype=tf.float32) / hop
+    lo, hi = f0[:, :-1, tf.newaxis, :], f0[:, 1:, tf.newaxis, :]
+    f0_audio = tf.reshape(lo + frac[tf.newaxis, tf.newaxis, :, tf.newaxis] * (hi - lo), [tf.shape(f0)[0], n * hop])
+    # Frequencies in integer units (exact for float32 values >= 1 Hz), summed and wrapped in int64; one turn is
+    # sample_rate * 2**23 units.
+    units = tf.cast(tf.round(f0_audio * PHASE_UNITS_PER_HZ), tf.int64)
+    units *= tf.cast(block.valid_samples, tf.int64)
+    turn = tf.constant(int(proc.sample_rate) * int(PHASE_UNITS_PER_HZ), tf.int64)
+    phase0 = state['phase']
+    phase = tf.math.floormod(tf.cumsum(units, axis=1, exclusive=True) + phase0[:, tf.newaxis], turn)
+    phase = tf.cast(phase, tf.float32) * (2.0 * math.pi / (proc.sample_rate * PHASE_UNITS_PER_HZ))
+    audio = core.harmonic_segments(phase, harm, hop, proc.amp_resample_method) * block.valid_samples
+    return audio, {'phase': tf.math.floormod(phase0 + tf.reduce_sum(units, axis=1), turn)}
 
 
 @gin.register
@@ -242,3 +294,42 @@ class FilteredNoise(processors.Processor):
   def get_signal(self, magnitudes):
     noise = self.noise(tf.shape(magnitudes)[0])
     return core.frequency_filter(noise, magnitudes, window_size=self.window_size)
+
+  def block_step(self, config, input_channels):
+    return FilteredNoiseStep(self, input_channels[0], config.hop)
+
+
+class FilteredNoiseStep(processors.BlockStep):
+  """`FilteredNoise` block by block (`processors.Block`), filtering the block's noise (`Block.noise`).
+
+  The same filters as offline (`blocks.fir_design_matrix`: frequency sampling, Hann window, linear phase),
+  applied to each frame's hop of noise and overlap-added (`blocks.fir_overlap_add`). Frame t's centred W-tap FIR
+  spills W // 2 samples back into earlier frames: a look-ahead of ceil((W // 2) / hop) frames. State: `tail`
+  `[B, W - 1]` (the overlap-add tail) and `fifo` `[B, D * hop - W // 2]` (filtered samples final but not yet due).
+  """
+
+  def __init__(self, noise, n_bands, hop):
+    self.noise = noise
+    self.window = blocks.fir_window_size(noise.window_size, n_bands)
+    self.design = blocks.fir_design_matrix(int(n_bands), self.window)
+    self.hop = int(hop)
+    self.lookahead_frames = -(-((self.window - 1) // 2) // self.hop)
+
+  def state_spec(self, batch_size, latency_frames):
+    return {'tail': tf.TensorSpec([batch_size, self.window - 1], tf.float32),
+            'fifo': tf.TensorSpec([batch_size, latency_frames * self.hop - (self.window - 1) // 2], tf.float32)}
+
+  def step(self, inputs, state, block):
+    size, tail = block.n_samples, state['tail']
+    if block.final:
+      conv = tf.zeros([tf.shape(tail)[0], size + self.window - 1])  # no noise past the end
+    else:
+      mags = inputs[0][:, -block.n_frames:]  # the block's input frames
+      if self.noise.scale_fn is not None:
+        mags = self.noise.scale_fn(mags + self.noise.initial_bias)
+      irs = tf.reshape(tf.matmul(tf.reshape(mags, [-1, mags.shape[-1]]), self.design),
+                       [tf.shape(mags)[0], block.n_frames, self.window])
+      conv = blocks.fir_overlap_add(block.noise, irs, self.hop)  # [B, size + W - 1]
+    total = conv + tf.pad(tail, [[0, 0], [0, size]])
+    pending = tf.concat([state['fifo'], total[:, :size]], axis=1)
+    return pending[:, :size] * block.valid_samples, {'tail': total[:, size:], 'fifo': pending[:, size:]}
