@@ -38,6 +38,8 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from ddsp import crepe
+
 from ddsp import pitch
 
 FLAGS = flags.FLAGS
@@ -129,7 +131,7 @@ def main(_):
   for case in FLAGS.cases:
     model, rate = case.split('@')
     rate = float(rate)
-    fpf = pitch.flops_per_frame(model)
+    fpf = crepe.flops_per_frame(model)
     case_gates = gates
     if model == 'full':
       case_gates = [g for g in gates if ('on' if g is not None else 'off') in FLAGS.full_cases_gate] or gates[:1]
@@ -147,8 +149,8 @@ def main(_):
     for (label, jit), rtf in results.items():
       if jit:
         print(f'  {label:<24} x{rtf / results[(label, False)]:.2f}')
-  print(f'(FLOP per frame: tiny {pitch.flops_per_frame("tiny") / 1e6:.1f} M; per-frame bound uses the frames '
-        'that ran; the default jit_compile is ' f'{pitch._resolve_jit(None)})')  # pylint: disable=protected-access
+  print(f'(FLOP per frame: tiny {crepe.flops_per_frame("tiny") / 1e6:.1f} M; per-frame bound uses the frames '
+        'that ran; the default jit_compile is ' f'{crepe.resolve_jit(None)})')
 
 
 if __name__ == '__main__':

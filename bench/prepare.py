@@ -107,11 +107,11 @@ def bench_crepe(corpus, notes, phrase):
 
 
 def bench_full(phrase):
-  from ddsp import pitch  # pylint: disable=g-import-not-at-top
+  from ddsp import crepe  # pylint: disable=g-import-not-at-top
   from ddsp.data_prep import features  # pylint: disable=g-import-not-at-top
   from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
   try:
-    pitch.weights_path('full')
+    crepe.weights_path('full')
   except Exception as e:  # pylint: disable=broad-except
     return {'crepe_full_100fps_rtf': None, 'crepe_full_note': f'not measured: {str(e).splitlines()[0]}'}
   config = pipeline.PrepareConfig(crepe_model='full')

@@ -191,9 +191,9 @@ def check_crepe_installed(name, capacity):
   Raises:
     ValidationError: naming the flag, the capacity and the package to install.
   """
-  from ddsp import pitch  # pylint: disable=g-import-not-at-top  (TensorFlow; only when a command asks)
+  from ddsp import crepe  # pylint: disable=g-import-not-at-top  (TensorFlow; only when a command asks)
   try:
-    pitch.weights_path(capacity)
+    crepe.weights_path(capacity)
   except ValueError as e:
     raise ValidationError(f'{name}={capacity!r}: {e}') from None
   return capacity

