@@ -282,7 +282,8 @@ def test_prepare_outputs_that_are_inputs_are_refused(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------------------
 # Checkpoints.
 # ------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize('index', [b'', os.urandom(64), b'not a checkpoint at all' * 10])
+@pytest.mark.parametrize('index', [b'', np.random.default_rng(0).bytes(64), b'not a checkpoint at all' * 10],
+                         ids=['empty', 'random', 'text'])
 def test_damaged_checkpoint_is_named_as_unrestorable(tmp_path, index):
   from ddsp.training import checkpoints  # pylint: disable=g-import-not-at-top
   prefix = str(tmp_path / 'ckpt-3')
@@ -357,3 +358,27 @@ def test_quiet_native_startup_holds_back_fd2_native_lines_only():
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stderr.decode().splitlines()[-2:] == ['a line of the program', 'after']
   assert b'cuInit' not in proc.stderr
+
+
+def test_a_flag_that_does_not_parse_is_one_line_with_status_2(capsys):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  flags.DEFINE_float('pitch_shift', 0.0, 'Pitch shift.', flag_values=flag_values)
+  parse = cli._one_line_parse_errors(flag_values, 'ddsp_transfer')  # pylint: disable=protected-access
+  assert parse(['ddsp_transfer', '--pitch_shift=3']) == ['ddsp_transfer'] and flag_values.pitch_shift == 3.0
+  with pytest.raises(SystemExit) as exit_info:
+    parse(['ddsp_transfer', '--pitch_shift=abc'])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith('ddsp_transfer: error: flag --pitch_shift=abc:') and err.count('\n') == 1
+
+
+def test_refused_values_in_main_are_one_line_with_status_2(capsys):
+  def main(argv):
+    del argv
+    validation.Range(-96, 96, 'semitones').check('--pitch_shift', 1000.0)
+  with pytest.raises(SystemExit) as exit_info:
+    cli._one_line_errors(main, 'ddsp_transfer')(['ddsp_transfer'])  # pylint: disable=protected-access
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err == ('ddsp_transfer: error: --pitch_shift=1000 is outside the accepted range '
+                                     '[-96, 96] semitones.\n')
