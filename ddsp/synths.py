@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from ddsp import blocks
 from ddsp import core
+from ddsp import oscillators
 from ddsp import processors
 
 # Phase unit of a streaming Harmonic: 2**-23 Hz-samples, so that a float32 frequency of 1 Hz or more is a whole
@@ -45,7 +46,7 @@ class Harmonic(processors.Processor):
         (linear amplitudes).
       normalize_below_nyquist: renormalise the distribution after muting harmonics above Nyquist.
       amp_resample_method: 'window' (overlapping Hann windows) or 'linear' upsampling of the amplitudes.
-      phase_precision: 'float64' or 'chunked' (float32, for TPUs); see `core.angular_cumsum`.
+      phase_precision: 'float64' or 'chunked' (float32, for TPUs); see `oscillators.angular_cumsum`.
       name: layer name (the key prefix in a ProcessorGroup).
       **kwargs: for keras.layers.Layer.
     """
@@ -71,21 +72,21 @@ class Harmonic(processors.Processor):
     amplitudes = core.ensure_3d(amplitudes, 'amplitudes')
     harmonic_distribution = core.ensure_3d(harmonic_distribution, 'harmonic_distribution')
     f0_hz = core.ensure_3d(f0_hz, 'f0_hz')
-    core.check_shapes_match(f0_hz, amplitudes, harmonic_distribution)
+    oscillators.check_shapes_match(f0_hz, amplitudes, harmonic_distribution)
     _check_controls(amplitudes=amplitudes, harmonic_distribution=harmonic_distribution, f0_hz=f0_hz)
     core.check_non_negative(f0_hz, 'f0_hz')
     if self.scale_fn is not None:
       amplitudes = self.scale_fn(amplitudes)
       harmonic_distribution = self.scale_fn(harmonic_distribution)
     f0_hz = tf.maximum(f0_hz, 0.0)
-    harmonic_distribution = core.normalize_harmonics(
-        harmonic_distribution, core.neighbour_max(f0_hz), self.sample_rate,
+    harmonic_distribution = oscillators.normalize_harmonics(
+        harmonic_distribution, oscillators.neighbour_max(f0_hz), self.sample_rate,
         normalize=self.normalize_below_nyquist)
     return {'amplitudes': amplitudes, 'harmonic_distribution': harmonic_distribution, 'f0_hz': f0_hz}
 
   def get_signal(self, amplitudes, harmonic_distribution, f0_hz, initial_phase=None):
-    """Controls -> audio `[batch, n_samples]` (see `core.harmonic_synthesis`)."""
-    return core.harmonic_synthesis(
+    """Controls -> audio `[batch, n_samples]` (see `oscillators.harmonic_synthesis`)."""
+    return oscillators.harmonic_synthesis(
         frequencies=f0_hz, amplitudes=amplitudes, harmonic_distribution=harmonic_distribution,
         n_samples=self.n_samples, sample_rate=self.sample_rate, amp_resample_method=self.amp_resample_method,
         initial_phase=initial_phase, phase_precision=self.phase_precision, normalize_below_nyquist=False)
@@ -114,11 +115,11 @@ class HarmonicStep(processors.BlockStep):
     proc, hop, n = self.harmonic, block.hop, block.n_frames
     amps, dist, f0 = inputs  # [B, D + 1 + n, C]: frames [s - D - 1, s + n)
     f0 = tf.maximum(f0, 0.0)
-    peak = core.neighbour_max(f0)[:, 1:n + 2]  # frames [s - D, s - D + n + 1), all neighbours present (D >= 2)
+    peak = oscillators.neighbour_max(f0)[:, 1:n + 2]  # frames [s - D, s - D + n + 1), all neighbours present (D >= 2)
     amps, dist, f0 = amps[:, 1:n + 2], dist[:, 1:n + 2], f0[:, 1:n + 2]
     if proc.scale_fn is not None:
       amps, dist = proc.scale_fn(amps), proc.scale_fn(dist)
-    dist = core.normalize_harmonics(dist, peak, proc.sample_rate, normalize=proc.normalize_below_nyquist)
+    dist = oscillators.normalize_harmonics(dist, peak, proc.sample_rate, normalize=proc.normalize_below_nyquist)
     harm = amps * dist * tf.cast(f0 > 0.0, tf.float32)  # [B, n + 1, K]
     if block.final:
       harm = tf.concat([harm[:, :-1], harm[:, -2:-1]], axis=1)  # offline holds the last frame past the end
@@ -134,7 +135,7 @@ class HarmonicStep(processors.BlockStep):
     phase0 = state['phase']
     phase = tf.math.floormod(tf.cumsum(units, axis=1, exclusive=True) + phase0[:, tf.newaxis], turn)
     phase = tf.cast(phase, tf.float32) * (2.0 * math.pi / (proc.sample_rate * PHASE_UNITS_PER_HZ))
-    audio = core.harmonic_segments(phase, harm, hop, proc.amp_resample_method) * block.valid_samples
+    audio = oscillators.harmonic_segments(phase, harm, hop, proc.amp_resample_method) * block.valid_samples
     return audio, {'phase': tf.math.floormod(phase0 + tf.reduce_sum(units, axis=1), turn)}
 
 
@@ -168,13 +169,13 @@ class Sinusoidal(processors.Processor):
     if self.freq_scale_fn is not None:
       frequencies = self.freq_scale_fn(frequencies)
     core.check_non_negative(frequencies, 'frequencies')
-    amplitudes = core.remove_above_nyquist(frequencies, amplitudes, self.sample_rate)
+    amplitudes = oscillators.remove_above_nyquist(frequencies, amplitudes, self.sample_rate)
     return {'amplitudes': amplitudes, 'frequencies': frequencies}
 
   def get_signal(self, amplitudes, frequencies):
     amp_env = core.resample(amplitudes, self.n_samples, method='window')
     freq_env = core.resample(frequencies, self.n_samples, method='linear')
-    return core.oscillator_bank(freq_env, amp_env, sample_rate=self.sample_rate)
+    return oscillators.oscillator_bank(freq_env, amp_env, sample_rate=self.sample_rate)
 
 
 @gin.register
@@ -232,7 +233,8 @@ class Wavetable(processors.Processor):
     amp_env = core.resample(amplitudes, self.n_samples, method='window')  # [B, N, K]
     f0_env = core.resample(f0_hz, self.n_samples, method='linear')[..., 0]  # [B, N]
     amp_env *= tf.cast(f0_env > 0.0, tf.float32)[..., tf.newaxis]
-    phase = core.angular_cumsum(core.hz_to_angular_frequency(f0_env, self.sample_rate))  # [B, N] in [0, 2pi)
+    omega = oscillators.hz_to_angular_frequency(f0_env, self.sample_rate)
+    phase = oscillators.angular_cumsum(omega)  # [B, N] in [0, 2pi)
     size = wavetables.shape[-1]
     position = phase * (size / (2.0 * math.pi))
     lower = tf.floor(position)

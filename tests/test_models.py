@@ -8,6 +8,7 @@ import tensorflow as tf
 import ddsp
 from ddsp.training import decoders
 from ddsp.training import encoders
+from ddsp.training import gru
 from ddsp.training import models
 from ddsp.training import nn
 from ddsp.training import preprocessing
@@ -160,23 +161,23 @@ def test_gru_matches_numpy_reference(implementation):
 def test_fast_and_keras_paths_share_weights_and_agree():
   rng = np.random.default_rng(12)
   x = rng.normal(size=(2, 15, 3)).astype(np.float32)
-  layer = nn.FastGru(5, implementation='fast')
+  layer = gru.FastGru(5, implementation='fast')
   y_fast = layer(x).numpy()
   names = sorted(v.path.split('/', 1)[1] for v in layer.weights)
   layer.implementation = 'keras'
   np.testing.assert_allclose(layer(x).numpy(), y_fast, rtol=1e-5, atol=1e-6)
-  other = nn.FastGru(5, implementation='keras')
+  other = gru.FastGru(5, implementation='keras')
   other(x)
   assert sorted(v.path.split('/', 1)[1] for v in other.weights) == names  # same checkpoint layout
   with pytest.raises(ValueError, match='implementation'):
-    nn.FastGru(5, implementation='cudnn')
+    gru.FastGru(5, implementation='cudnn')
 
 
 def test_fast_gru_gradients_match_keras_gru_autodiff():
   rng = np.random.default_rng(4)
   x = tf.constant(rng.normal(size=(3, 20, 5)).astype(np.float32))
   w = tf.constant(rng.normal(size=(3, 20, 7)).astype(np.float32))
-  fast = nn.FastGru(7)
+  fast = gru.FastGru(7)
   ref = keras.layers.GRU(7, return_sequences=True)
   fast.build(x.shape)
   ref.build(x.shape)
@@ -200,18 +201,18 @@ def test_fast_gru_gradients_match_keras_gru_autodiff():
 def test_fast_gru_gradient_matches_finite_differences():
   rng = np.random.default_rng(5)
   x = rng.normal(size=(2, 6, 3))
-  gru = nn.FastGru(4)
-  gru.build(x.shape)
-  gru.bias.assign(rng.normal(size=(2, 12)).astype(np.float32))
-  kernel = gru.recurrent_kernel.numpy().astype(np.float64)
+  layer = gru.FastGru(4)
+  layer.build(x.shape)
+  layer.bias.assign(rng.normal(size=(2, 12)).astype(np.float32))
+  kernel = layer.recurrent_kernel.numpy().astype(np.float64)
   w = rng.normal(size=(2, 6, 4))
 
   def np_loss(rec):
-    return float((np_gru(x, gru.kernel.numpy().astype(np.float64), rec, gru.bias.numpy()) * w).sum())
+    return float((np_gru(x, layer.kernel.numpy().astype(np.float64), rec, layer.bias.numpy()) * w).sum())
 
   with tf.GradientTape() as tape:
-    loss = tf.reduce_sum(gru(tf.constant(x, tf.float32)) * tf.constant(w, tf.float32))
-  grad = tape.gradient(loss, gru.recurrent_kernel).numpy()
+    loss = tf.reduce_sum(layer(tf.constant(x, tf.float32)) * tf.constant(w, tf.float32))
+  grad = tape.gradient(loss, layer.recurrent_kernel).numpy()
   eps = 1e-5
   for i, j in [(0, 0), (1, 5), (3, 11), (2, 8)]:
     plus, minus = kernel.copy(), kernel.copy()
@@ -614,7 +615,7 @@ def test_fast_gru_gradients_match_stock_keras_gru_on_long_sequences(steps, with_
   x = tf.constant(rng.normal(size=(2, steps, 3)).astype(np.float32))
   w = tf.constant(rng.normal(size=(2, steps, units)).astype(np.float32))
   h0 = tf.Variable(rng.normal(size=(2, units)).astype(np.float32) if with_state else np.zeros((2, units), np.float32))
-  fast = nn.FastGru(units, implementation='fast')
+  fast = gru.FastGru(units, implementation='fast')
   ref = keras.layers.GRU(units, return_sequences=True, reset_after=True)
   fast.build(x.shape)
   ref.build(x.shape)

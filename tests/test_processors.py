@@ -29,7 +29,7 @@ synths.FilteredNoise.n_samples = 3200
 synths.FilteredNoise.scale_fn = None
 effects.Reverb.trainable = True
 effects.Reverb.reverb_length = 400
-core.harmonic_synthesis.amp_resample_method = 'window'
+oscillators.harmonic_synthesis.amp_resample_method = 'window'
 """
 
 

@@ -58,6 +58,7 @@ from ddsp import core  # pylint: disable=g-import-not-at-top
 from ddsp import processors  # pylint: disable=g-import-not-at-top
 from ddsp import synths  # pylint: disable=g-import-not-at-top
 from ddsp.training import decoders  # pylint: disable=g-import-not-at-top
+from ddsp.training import gru  # pylint: disable=g-import-not-at-top
 from ddsp.training import preprocessing  # pylint: disable=g-import-not-at-top
 
 NOISE_TABLE_SAMPLES = 65536
@@ -277,69 +278,10 @@ class StreamingModel(tf.Module):
     dec = self.decoder
     stacks = [stack(feats[k]) for stack, k in zip(dec.input_stacks, dec.input_keys)]
     x = stacks[0] if len(stacks) == 1 else tf.concat(stacks, axis=-1)
-    h, last = self._gru(x, gru_state)
+    h, last = gru.gru_block(self.gru, x, gru_state)
     y = tf.concat([tf.cast(h, stacks[0].dtype)] + stacks, axis=-1)
     out = tf.cast(dec.dense_out(dec.out_stack(y)), tf.float32)
     return out, last
-
-  def _gru(self, x, h):
-    """The decoder's GRU (Keras reset-after maths, as `nn.gru_recurrence`) on one block.
-
-    The input projection of all frames is one matmul; the recurrence is unrolled for blocks of up to 64
-    frames (no loop op: cheapest in graph mode and in TFLite) and a loop over unrolled 64-frame chunks beyond.
-
-    Args:
-      x: `[B, F, channels]`.
-      h: `[B, units]` state.
-
-    Returns:
-      (`[B, F, units]` outputs, `[B, units]` last state), float32.
-    """
-    units = self.gru.units
-    kernel = tf.cast(tf.convert_to_tensor(self.gru.kernel), tf.float32)
-    recurrent_kernel = tf.cast(tf.convert_to_tensor(self.gru.recurrent_kernel), tf.float32)
-    bias = tf.cast(tf.convert_to_tensor(self.gru.bias), tf.float32)
-    batch, n_frames = tf.shape(x)[0], x.shape[1]
-    proj = tf.matmul(tf.reshape(tf.cast(x, tf.float32), [-1, x.shape[-1]]), kernel) + bias[0]
-    # The recurrent biases of z and r add to the input projection; only the candidate's is gated by r.
-    proj += tf.concat([bias[1, :2 * units], tf.zeros([units])], axis=0)
-    proj = tf.reshape(proj, [batch, n_frames, 3 * units])
-    bias_h = bias[1, 2 * units:]
-
-    def cell(x_t, h):
-      rec = tf.matmul(h, recurrent_kernel)
-      zr = tf.sigmoid(x_t[:, :2 * units] + rec[:, :2 * units])
-      z, r = zr[:, :units], zr[:, units:]
-      hh = tf.tanh(x_t[:, 2 * units:] + r * (rec[:, 2 * units:] + bias_h))
-      return hh + z * (h - hh)
-
-    h = tf.cast(h, tf.float32)
-    if n_frames <= 64:
-      outputs = []
-      for t in range(n_frames):
-        h = cell(proj[:, t], h)
-        outputs.append(h)
-      return tf.stack(outputs, axis=1), h
-    # Longer blocks: a loop over chunks of 64 frames, each unrolled (few loop iterations: a TFLite loop
-    # copies its whole output buffer at every iteration).
-    chunk = 64
-    n_chunks = -(-n_frames // chunk)
-    proj = tf.pad(proj, [[0, 0], [0, n_chunks * chunk - n_frames], [0, 0]])
-    proj = tf.transpose(tf.reshape(proj, [batch, n_chunks, chunk, 3 * units]), [1, 0, 2, 3])
-    states = tf.TensorArray(tf.float32, size=n_chunks, element_shape=h.shape[:1].concatenate([chunk, units]))
-
-    def body(i, h, states):
-      x_i = proj[i]
-      outputs = []
-      for t in range(chunk):
-        h = cell(x_i[:, t], h)
-        outputs.append(h)
-      return i + 1, h, states.write(i, tf.stack(outputs, axis=1))
-
-    _, _, states = tf.while_loop(lambda i, *_: i < n_chunks, body, (0, h, states))
-    states = tf.transpose(states.stack(), [1, 0, 2, 3])
-    states = tf.reshape(states, [batch, n_chunks * chunk, units])[:, :n_frames]
-    return states, states[:, -1]  # (the padded frames ran past the end: not the state)
 
 
 def offline_fn(model, jit_compile=False):
