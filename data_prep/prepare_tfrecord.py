@@ -123,9 +123,7 @@ def check_flags(flag_values=FLAGS):
   Raises:
     ddsp.validation.ValidationError: naming the flag, its value and what is accepted.
   """
-  validation.check_flags(flag_values, RANGES)
-  validation.check_choice('--crepe_model', flag_values.crepe_model, CREPE_MODELS)
-  validation.check_choice('--short_files', flag_values.short_files, SHORT_FILES)
+  validation.check_flags(flag_values, RANGES, {'crepe_model': CREPE_MODELS, 'short_files': SHORT_FILES})
   _optional_float('crepe_frame_rate', flag_values.crepe_frame_rate, CREPE_FRAME_RATE)
   _optional_float('loudness_floor_db', flag_values.loudness_floor_db, LOUDNESS_FLOOR_DB)
   if flag_values.nsynth_min_pitch > flag_values.nsynth_max_pitch:

@@ -105,14 +105,22 @@ class Range:
     return value
 
 
-def check_flags(flag_values, ranges):
-  """Checks the flags named in `ranges` ({flag name: Range}) on parsed absl `flag_values`.
+def check_flags(flag_values, ranges, choices=None):
+  """Checks the flags named in `ranges` ({flag name: Range}) and `choices` ({flag name: accepted values}).
+
+  Args:
+    flag_values: parsed absl flag values.
+    ranges: {flag name: Range} of the numeric flags.
+    choices: optional {flag name: sequence of accepted values} of the flags that take one of a few words.
 
   Raises:
-    ValidationError: for the first flag whose value is outside its range (unset flags, None, pass).
+    ValidationError: for the first flag whose value is outside its range (unset flags, None, pass) or not
+      one of its choices.
   """
   for name, accepted in ranges.items():
     accepted.check(f'--{name}', getattr(flag_values, name))
+  for name, accepted in (choices or {}).items():
+    check_choice(f'--{name}', getattr(flag_values, name), accepted)
 
 
 def check_choice(name, value, choices):

@@ -62,6 +62,9 @@ def test_check_flags_choice_and_optional_number():
   assert validation.check_choice('--format', 'tflite', ('saved_model', 'tflite')) == 'tflite'
   with pytest.raises(ValidationError, match="--format='onnx' is not one of saved_model, tflite"):
     validation.check_choice('--format', 'onnx', ('saved_model', 'tflite'))
+  with pytest.raises(ValidationError, match="^--format='onnx' is not one of saved_model, tflite"):
+    validation.check_flags(types.SimpleNamespace(a=0.5, format='onnx'), {'a': ranges['a']},
+                           {'format': ('saved_model', 'tflite')})
   rate = validation.Range(0, 16000, low_open=True)
   assert validation.parse_optional_number('--crepe_frame_rate', 'none', rate) is None
   assert validation.parse_optional_number('--crepe_frame_rate', 'Off', rate) is None

@@ -90,9 +90,7 @@ def check_flags(flag_values=FLAGS):
   Raises:
     ddsp.validation.ValidationError: naming the flag, its value and what is accepted.
   """
-  validation.check_flags(flag_values, RANGES)
-  validation.check_choice('--mode', flag_values.mode, MODES)
-  validation.check_choice('--strategy', flag_values.strategy, STRATEGIES)
+  validation.check_flags(flag_values, RANGES, {'mode': MODES, 'strategy': STRATEGIES})
 
 
 def main(argv):

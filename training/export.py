@@ -56,8 +56,7 @@ def check_flags(flag_values=FLAGS):
   Raises:
     ddsp.validation.ValidationError: naming the flag, its value and what is accepted.
   """
-  validation.check_flags(flag_values, RANGES)
-  validation.check_choice('--format', flag_values.format, FORMATS)
+  validation.check_flags(flag_values, RANGES, {'format': FORMATS})
 
 
 def check_output(save_dir, output, fmt, checkpoint=None):

@@ -106,8 +106,7 @@ def check_flags(flag_values=FLAGS):
   Raises:
     ddsp.validation.ValidationError: naming the flag, its value and what is accepted.
   """
-  validation.check_flags(flag_values, RANGES)
-  validation.check_choice('--crepe_model', flag_values.crepe_model, CREPE_MODELS)
+  validation.check_flags(flag_values, RANGES, {'crepe_model': CREPE_MODELS})
   if flag_values.input and not flag_values.acoustic_transfer:
     validation.check_crepe_installed('--crepe_model', flag_values.crepe_model)
 
