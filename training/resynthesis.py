@@ -27,6 +27,20 @@ from ddsp import validation
 from ddsp.training import features as features_lib
 from ddsp.training import summaries
 
+# The accepted values of the user's controls of `transfer` (`features.adjust_features` arguments), shared by
+# the front ends (`ddsp_transfer` flags, the studio's form); each front end states them and checks them
+# (`ddsp.validation.Range.check`) before any work.
+CONTROL_RANGES = {
+    'pitch_shift': validation.Range(-96, 96, 'semitones'),
+    'loudness_shift': validation.Range(-120, 120, 'dB'),
+    'f0_range_scale': validation.Range(0, 10),
+    'loudness_range_scale': validation.Range(0, 10),
+    'confidence_threshold': validation.Range(0, 1),
+    'unvoiced_loudness_db': validation.Range(-200, 0, 'dB'),
+    'max_gap_frames': validation.Range(0, 100000, 'frames'),
+    'interpolation': validation.Range(0, 1),
+}
+
 
 # ------------------------------------------------------------------------------------------------------------
 # Room acoustics.
@@ -131,7 +145,7 @@ class TransferResult:
 
 
 def transfer(model, source, source_sample_rate=None, crepe_model='tiny', crepe_frame_rate=None,
-             interpolate_with=None, interpolation=0.5, **controls):
+             interpolate_with=None, interpolation=0.5, progress=None, **controls):
   """Resynthesises (or timbre-transfers) a recording with the model, applying controls.
 
   Args:
@@ -143,6 +157,8 @@ def transfer(model, source, source_sample_rate=None, crepe_model='tiny', crepe_f
       moves `interpolation` of the way towards its average z (`features.interpolate_z`). Needs a model with
       z.
     interpolation: the interpolation amount (0: the input's own z, 1: the other recording's).
+    progress: optional `progress(stage)` called as each step starts: 'read', 'features' (CREPE and
+      loudness), 'controls', 'synthesis' (for a front end's progress display).
     **controls: `features.adjust_features` arguments (pitch_shift, loudness_shift, auto_adjust, dataset_stats (a dict
       or a path; found in the model folder when auto_adjust is set and it is None), f0_curve, ...).
 
@@ -152,11 +168,15 @@ def transfer(model, source, source_sample_rate=None, crepe_model='tiny', crepe_f
   if isinstance(model, (str, os.PathLike)):
     from ddsp.training import inference  # pylint: disable=g-import-not-at-top  (inference imports this module)
     model = inference.load_model(model)
+  progress = progress or (lambda stage: None)
+  progress('read')
   audio, notes = features_lib.read_input(source, model.sample_rate, source_sample_rate)
   for note in notes:
     logging.info('Input: %s.', note)
+  progress('features')
   features_in = features_lib.extract_features(audio, model.sample_rate, model.frame_rate, crepe_model,
                                               crepe_frame_rate)
+  progress('controls')
   stats = controls.get('dataset_stats')
   if controls.get('auto_adjust'):
     if stats is None:
@@ -184,6 +204,7 @@ def transfer(model, source, source_sample_rate=None, crepe_model='tiny', crepe_f
     z_a = model.encode_z(features, audio)
     z = features_lib.interpolate_z(z_a, z_b, interpolation)
     info['interpolation'] = float(interpolation)
+  progress('synthesis')
   out, dry, outputs = model.resynthesize(features['f0_hz'], features['loudness_db'], audio, z=z)
   n = audio.size
   return TransferResult(audio=out[:n], audio_dry=None if dry is None else dry[:n], audio_input=audio,
@@ -217,6 +238,20 @@ def results_figure(audio_in, audio_out, sample_rate, frame_rate, f0_curves, loud
   return fig
 
 
+def result_curves(result):
+  """The curves of a `TransferResult` that its figures draw: ({label: f0 Hz `[n_frames]`}, {label: dB}).
+
+  f0: the input's (CREPE) and the one fed to the model on its voiced frames (NaN elsewhere); loudness: the
+  input's and the one fed to the model.
+  """
+  f0_curves = {'input f0 (CREPE)': result.features_input['f0_hz'],
+               'f0 used (voiced)': np.where(result.features['voiced'] & (result.features['f0_hz'] > 0),
+                                            result.features['f0_hz'], np.nan)}
+  ld_curves = {'input loudness': result.features_input['loudness_db'],
+               'loudness used': result.features['loudness_db']}
+  return f0_curves, ld_curves
+
+
 def write_result(result, path, write_dry=False, figure=True):
   """Writes `result.audio` (or the dry audio) to the WAV `path` and a PNG beside it (same name, `.png`).
 
@@ -242,11 +277,7 @@ def write_result(result, path, write_dry=False, figure=True):
   paths = [os.fspath(path)]
   if figure:
     png = os.path.splitext(os.fspath(path))[0] + '.png'
-    f0_curves = {'input f0 (CREPE)': result.features_input['f0_hz'],
-                 'f0 used (voiced)': np.where(result.features['voiced'] & (result.features['f0_hz'] > 0),
-                                              result.features['f0_hz'], np.nan)}
-    ld_curves = {'input loudness': result.features_input['loudness_db'],
-                 'loudness used': result.features['loudness_db']}
+    f0_curves, ld_curves = result_curves(result)
     fig = results_figure(result.audio_input, audio, result.sample_rate, result.frame_rate, f0_curves,
                          ld_curves, titles=('input', 'output (dry)' if write_dry else 'output'))
     file_utils.save_figure(fig, png)
