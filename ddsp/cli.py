@@ -39,10 +39,13 @@ def define_once(define_flags):
 
 
 class _DropLibraryInfo(std_logging.Filter):
-  """Drops INFO (and lower) records that TensorFlow's, gin's and Beam's own modules send through absl logging."""
+  """Drops INFO (and lower) records of TensorFlow's, gin's and Beam's own modules, and Beam's import-time
+  warning that its BigQuery client libraries are missing (no command uses BigQuery)."""
 
   def filter(self, record):
     path = record.pathname.replace(os.sep, '/')
+    if '/apache_beam/io/gcp/internal/clients/' in path and record.levelno < std_logging.ERROR:
+      return False
     return record.levelno >= std_logging.WARNING or not any(
         part in path for part in ('/tensorflow/', '/gin/', '/apache_beam/'))
 
@@ -52,9 +55,11 @@ def quiet_library_logging(level=std_logging.WARNING):
   converter passes, ...), which would bury a command's progress bar and result lines."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   std_logging.getLogger('tensorflow').setLevel(level)
-  for logger in (std_logging.getLogger(), std_logging.getLogger('absl')):
-    if not any(isinstance(f, _DropLibraryInfo) for f in logger.filters):
-      logger.addFilter(_DropLibraryInfo())
+  # A logger's filters see only the records logged on it; Beam logs on its own module loggers, whose records
+  # reach the root logger's handler (absl's) without passing the root logger's filters.
+  for target in (std_logging.getLogger(), std_logging.getLogger('absl'), logging.get_absl_handler()):
+    if not any(isinstance(f, _DropLibraryInfo) for f in target.filters):
+      target.addFilter(_DropLibraryInfo())
 
 
 def first_line(error):

@@ -85,7 +85,9 @@ def test_bad_gin_binding_from_the_command_line(tmp_path):
                              '--gin_param=Trainer.lerning_rate = 0.1'),
                         capture_output=True, text=True, timeout=240, env=_env())
   assert proc.returncode == 1
-  assert "Bad gin binding 'Trainer.lerning_rate = 0.1'" in proc.stderr
+  # One line: gin's own context lines ("In bindings string line 1", the binding again) are not repeated.
+  assert proc.stderr.startswith("ddsp_run: error: Bad gin binding 'Trainer.lerning_rate = 0.1'")
+  assert proc.stderr.count('\n') == 1, proc.stderr
   assert not os.path.exists(save_dir)
 
 

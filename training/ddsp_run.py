@@ -112,7 +112,7 @@ def main(argv):
                  progress_bar=FLAGS.progress_bar)
   except (experiment.GinConfigError, FileNotFoundError, train_util.DataError, trainers.NonFiniteLossError,
           checkpoints.IncompatibleCheckpointError) as e:
-    print(f'ddsp_run: error: {e}', file=sys.stderr)
+    print(f'ddsp_run: error: {cli.first_line(e)}', file=sys.stderr)
     sys.exit(1)
   if FLAGS.mode == 'train':
     print(f"ddsp_run: trained to step {result['step']} ({result['stopped']}); checkpoint {result['checkpoint']}")
