@@ -1,0 +1,295 @@
+"""Tests of the studio (`ddsp_studio`, `ddsp.training.studio_lib`): its HTTP API, its page in a browser, its
+refusals.
+
+A tiny model is trained for two steps; the studio serves it in this process on a free port. A generated
+two-note clip (220 Hz then 330 Hz) is uploaded, the job polled, the WAV fetched, and its pitch measured with an
+autocorrelation in NumPy (independent of the CREPE that drives the model). The browser test drives the page
+in headless Chromium (Debian's chromium and chromedriver; skipped without them).
+"""
+import concurrent.futures
+import http.client
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import helpers
+
+SR = 16000
+NOTES_HZ = (220.0, 330.0)
+CHROMIUM = '/usr/bin/chromium'
+CHROMEDRIVER = '/usr/bin/chromedriver'
+
+
+@pytest.fixture(scope='module')
+def trained_dir(tmp_path_factory):
+  return helpers.train_tiny(str(tmp_path_factory.mktemp('studio') / 'violin'),
+                            helpers.tiny_params(n_examples=8, batch_size=2))
+
+
+@pytest.fixture(scope='module')
+def server(trained_dir):
+  from ddsp.training import studio_lib  # pylint: disable=g-import-not-at-top
+  studio = studio_lib.Studio([trained_dir], crepe_frame_rate=100)
+  httpd = studio_lib.StudioServer(studio, '127.0.0.1', 0)
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread.start()
+  yield httpd
+  httpd.shutdown()
+  httpd.server_close()
+  studio.close()
+
+
+def _clip(seconds_per_note=1.0, notes=NOTES_HZ, rate=SR):
+  """A harmonic tone (8 partials, 1/k amplitudes), one note after the other, with 20 ms fades."""
+  n = int(seconds_per_note * rate)
+  t = np.arange(n) / rate
+  fade = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)
+  parts = [sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 9)) * fade for f0 in notes]
+  audio = 0.25 * np.concatenate(parts) / 2.7
+  return audio.astype(np.float32)
+
+
+def _wav_bytes(audio, rate=SR, subtype='PCM_16'):
+  buf = io.BytesIO()
+  sf.write(buf, audio, rate, format='WAV', subtype=subtype)
+  return buf.getvalue()
+
+
+def _acf_f0(audio, rate, start_s, stop_s, fmin=60.0, fmax=1000.0, window=2048, hop=512, up=8):
+  """Median f0 (Hz) of `audio[start_s:stop_s]` by normalised autocorrelation per window: the first lag within
+  10 % of the best peak, with the autocorrelation interpolated to 1/`up` sample (sharp peaks of bright tones
+  fall between integer lags) and refined by a parabola."""
+  x = np.asarray(audio, np.float64)[int(start_s * rate):int(stop_s * rate)]
+  lo, hi = int(up * rate / fmax), int(up * rate / fmin)
+  estimates = []
+  for begin in range(0, x.size - window, hop):
+    frame = x[begin:begin + window] * np.hanning(window)
+    frame = frame - frame.mean()
+    power = np.abs(np.fft.rfft(frame, 2 * window)) ** 2
+    acf = np.fft.irfft(power, 2 * window * up)[:window * up]
+    if acf[0] <= 0:
+      continue
+    region = acf[lo:hi] / acf[0]
+    best = float(region.max())
+    if best < 0.3:
+      continue
+    peaks = [i for i in range(1, region.size - 1) if region[i] >= region[i - 1] and region[i] >= region[i + 1]
+             and region[i] >= 0.9 * best]
+    i = peaks[0]
+    a, b, c = region[i - 1], region[i], region[i + 1]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
+    estimates.append(up * rate / (lo + i + shift))
+  assert estimates, 'no periodic window found'
+  return float(np.median(estimates))
+
+
+def _cents(a, b):
+  return 1200.0 * np.log2(a / b)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# HTTP.
+# ------------------------------------------------------------------------------------------------------------
+def _request(server, method, path, body=None, headers=None):
+  conn = http.client.HTTPConnection('127.0.0.1', server.server_address[1], timeout=60)
+  try:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+  finally:
+    conn.close()
+
+
+def _json(server, method, path, body=None):
+  status, headers, data = _request(server, method, path, body)
+  assert headers['Content-Type'] == 'application/json', (status, data[:200])
+  assert b'Traceback' not in data
+  return status, json.loads(data)
+
+
+def _submit(server, audio_bytes, filename='clip.wav', **controls):
+  query = '&'.join(f'{k}={v}' for k, v in dict({'model': 'violin'}, filename=filename, **controls).items())
+  return _json(server, 'POST', f'/api/jobs?{query}', audio_bytes)
+
+
+def _wait(server, url, timeout=90):
+  deadline = time.time() + timeout
+  seen = set()
+  while time.time() < deadline:
+    status, job = _json(server, 'GET', url)
+    seen.add(job['stage'])
+    if job['status'] in ('done', 'error'):
+      return status, job, seen
+    time.sleep(0.1)
+  raise AssertionError(f'job {url} not finished after {timeout} s')
+
+
+def _fetch_wav(server, job, name='output.wav'):
+  status, headers, data = _request(server, 'GET', job['files'][name])
+  assert status == 200 and headers['Content-Type'] == 'audio/wav'
+  audio, rate = sf.read(io.BytesIO(data), dtype='float32')
+  return audio, rate
+
+
+def test_page_and_models(server):
+  status, headers, page = _request(server, 'GET', '/')
+  assert status == 200 and headers['Content-Type'].startswith('text/html')
+  for name in ('app.js', 'style.css'):
+    status, _, body = _request(server, 'GET', f'/static/{name}')
+    assert status == 200 and body
+    assert b'http://' not in body and b'https://' not in body  # every asset is local
+  assert b'http://' not in page and b'https://' not in page
+  status, info = _json(server, 'GET', '/api/models')
+  assert status == 200
+  assert info['models'] == [{'name': 'violin', 'sample_rate': SR, 'frame_rate': 250.0, 'step': 2,
+                             'has_reverb': True, 'auto_adjust': False}]
+  assert info['controls']['pitch_shift']['low'] == -96 and info['limits']['max_upload_bytes'] == 50 * 2**20
+  assert server.server_address[0] == '127.0.0.1'
+
+
+def test_transfer_follows_the_input_pitch_and_jobs_do_not_mix(server):
+  clip = _clip()
+  # Two jobs at once: no shift, and a fifth up, dry; each answer must follow its own controls.
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    posts = list(pool.map(lambda c: _submit(server, _wav_bytes(clip), **c),
+                          [{'pitch_shift': 0}, {'pitch_shift': 7, 'reverb': 0, 'loudness_shift': -3}]))
+    assert [s for s, _ in posts] == [202, 202] and posts[0][1]['id'] != posts[1][1]['id']
+    results = list(pool.map(lambda p: _wait(server, p[1]['url']), posts))
+  for (status, job, seen), shift in zip(results, (0, 7)):
+    assert status == 200 and job['status'] == 'done', job
+    assert job['progress'] == 1.0 and 'synthesis' in seen
+    assert job['info']['pitch_shift_semitones'] == shift and job['info']['reverb'] == (shift == 0)
+    audio, rate = _fetch_wav(server, job)
+    assert rate == SR and audio.shape == clip.shape and np.abs(audio).max() > 1e-3
+    heard, _ = _fetch_wav(server, job, 'input.wav')
+    np.testing.assert_allclose(heard, clip, atol=2.0 / 32767)
+    for i, note in enumerate(NOTES_HZ):
+      f0_in = _acf_f0(clip, SR, i + 0.25, i + 0.8)
+      f0_out = _acf_f0(audio, SR, i + 0.25, i + 0.8)
+      assert abs(_cents(f0_in, note)) < 10.0
+      assert abs(_cents(f0_out, f0_in) - 100.0 * shift) < 50.0, (job['controls'], note, f0_in, f0_out)
+    for name in ('output.png', 'input_spectrogram.png', 'output_spectrogram.png', 'curves.png'):
+      status, headers, data = _request(server, 'GET', job['files'][name])
+      assert status == 200 and headers['Content-Type'] == 'image/png' and data[:8] == b'\x89PNG\r\n\x1a\n'
+    status, headers, data = _request(server, 'GET', job['files']['output.wav'] + '?download=1')
+    assert status == 200 and headers['Content-Disposition'].startswith('attachment; filename="clip_violin_')
+
+
+def test_bad_inputs_are_4xx_json_and_the_server_keeps_serving(server):
+  clip = _wav_bytes(_clip())
+  cases = [
+      (_submit(server, b'this is a text file, not audio\n' * 10, filename='notes.txt'), 415, 'not a recording'),
+      (_submit(server, _wav_bytes(_clip(0.05)), filename='short.wav'), 400, 'at least 0.5 s'),
+      (_submit(server, _wav_bytes(np.zeros(SR, np.float32)), filename='silence.wav'), 400, 'silent'),
+      (_submit(server, b'', filename='empty.wav'), 400, 'empty'),
+      (_json(server, 'POST', '/api/jobs?model=cello', clip), 404, "Unknown model 'cello'"),
+      (_submit(server, clip, pitch_shift=1000), 400, 'pitch_shift=1000 is outside the accepted range [-96, 96]'),
+      (_submit(server, clip, loudness_shift='loud'), 400, "loudness_shift='loud' is not a number"),
+      (_submit(server, clip, pitch_shift='nan'), 400, 'not a finite number'),
+      (_submit(server, clip, reverb='maybe'), 400, 'not a yes/no value'),
+      (_submit(server, clip, auto_adjust=1), 400, 'dataset_statistics.json'),
+      (_json(server, 'GET', '/api/jobs/0123abc'), 404, 'No job'),
+      (_json(server, 'GET', '/static/../../setup.py'), 404, 'Nothing at'),
+      (_json(server, 'GET', '/static/secret.py'), 404, 'No static file'),
+  ]
+  for (status, body), expected_status, text in cases:
+    assert status == expected_status and text in body['error'], (status, body)
+  # Over 50 MB: refused with 413 (the body is read and dropped, so the client gets the answer).
+  big = b'\0' * (50 * 2**20 + 1)
+  status, body = _submit(server, big, filename='huge.wav')
+  assert status == 413 and 'up to 50 MB' in body['error']
+  # A control the model refuses once the pitch is known (every voiced frame above Nyquist): the job fails
+  # with a 4xx answer to its poll, and a message.
+  status, job = _submit(server, clip, pitch_shift=96)
+  assert status == 202
+  status, job, _ = _wait(server, job['url'])
+  assert status == 422 and job['status'] == 'error' and 'Nyquist' in job['error']
+  status, body = _json(server, 'GET', f"/api/jobs/{job['id']}/files/output.wav")
+  assert status == 409
+  status, info = _json(server, 'GET', '/api/models')
+  assert status == 200 and info['models'][0]['name'] == 'violin'
+
+
+def test_cli_refuses_bad_flags_in_one_line(tmp_path):
+  env = helpers.subprocess_env()
+  for args, code, text in (([f'--model_dir={tmp_path / "missing"}'], 1, 'is not a folder'),
+                           (['--model_dir=x', '--port=70000'], 2, '--port=70000 is outside the accepted range')):
+    proc = subprocess.run([sys.executable, '-m', 'ddsp.training.studio'] + args, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [lines[-1]] and lines[0].startswith('ddsp_studio: error: ') and text in lines[0], lines
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The page in a browser.
+# ------------------------------------------------------------------------------------------------------------
+def _browser(user_data_dir):
+  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.skip(f'the browser test needs Debian\'s chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER}): '
+                'apt-get install chromium chromium-driver')
+  webdriver = pytest.importorskip('selenium.webdriver', reason='the browser test needs selenium (test extra)')
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for flag in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+               '--disable-background-networking', '--disable-component-update', '--disable-sync',
+               '--disable-dev-shm-usage', '--window-size=1280,1500', f'--user-data-dir={user_data_dir}'):
+    options.add_argument(flag)
+  return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def test_page_in_headless_chromium(server, tmp_path):
+  from ddsp import bundled  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
+  voice, rate = sf.read(bundled.asset_path('voice_like_phrase'), dtype='float32')
+  clip = str(tmp_path / 'voice.wav')
+  sf.write(clip, voice[:3 * rate], rate)
+  driver = _browser(str(tmp_path / 'chromium_profile'))
+  try:
+    driver.get(server.url)
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
+    assert driver.find_element(By.ID, 'model').get_attribute('value') == 'violin'
+    # A refused upload shows its message on the page.
+    bad = tmp_path / 'notes.txt'
+    bad.write_text('not audio\n' * 20)
+    driver.find_element(By.ID, 'file').send_keys(str(bad))
+    driver.find_element(By.ID, 'transfer').click()
+    wait.until(lambda d: d.find_element(By.ID, 'message').is_displayed())
+    assert 'not a recording' in driver.find_element(By.ID, 'message').text
+    # The real transfer: upload, press transfer, wait for the players and both spectrograms.
+    driver.find_element(By.ID, 'file').send_keys(clip)
+    driver.find_element(By.ID, 'transfer').click()
+    wait.until(lambda d: d.find_element(By.ID, 'output-audio').get_attribute('src'))
+    loaded = ("return ['input-spectrogram', 'output-spectrogram', 'curves'].every(id => {"
+              "const img = document.getElementById(id); return img.complete && img.naturalWidth > 0; });")
+    wait.until(lambda d: d.execute_script(loaded))
+    assert not driver.find_element(By.ID, 'message').is_displayed()
+    assert '/api/jobs/' in driver.find_element(By.ID, 'input-audio').get_attribute('src')
+    duration = "return document.getElementById('output-audio').duration"
+    wait.until(lambda d: (d.execute_script(duration) or 0) > 2.9)
+    widths = driver.execute_script("return ['input-spectrogram', 'output-spectrogram'].map("
+                                   "id => document.getElementById(id).naturalWidth)")
+    assert min(widths) > 100
+    shot = str(tmp_path / 'studio.png')
+    driver.execute_script('window.scrollTo(0, 0)')
+    assert driver.save_screenshot(shot)
+  finally:
+    driver.quit()
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  pixels = np.asarray(Image.open(shot).convert('RGB'), np.float64)
+  assert pixels.shape[0] > 500 and pixels.std() > 20.0  # not blank
+  target = os.environ.get('DDSP_STUDIO_SCREENSHOT')  # e.g. docs/images/studio.png for the README
+  if target:
+    shutil.copyfile(shot, target)
