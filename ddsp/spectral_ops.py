@@ -68,6 +68,146 @@ def compute_power(audio, size=2048, overlap=0.75, center=True):
   return tf.math.real(s) ** 2 + tf.math.imag(s) ** 2
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Fused spectral distance: one scale of the multi-scale spectral loss, with a hand-written gradient.
+# ------------------------------------------------------------------------------------------------------------
+def _periodic_hann(size, dtype):
+  """`tf.signal.hann_window(size, periodic=True)` (the window of `stft`) as a constant `[size]`.
+
+  TensorFlow's "periodic" window is periodic only for even sizes: for odd sizes it is the symmetric one
+  (denominator size - 1), so it is taken from TensorFlow rather than written out.
+  """
+  if size == 1:
+    return tf.ones([1], dtype)
+  period = size if size % 2 == 0 else size - 1
+  return tf.constant(0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / period), dtype)
+
+
+def _overlap_add(frames, hop, n_samples, start):
+  """Adjoint of framing: `frames` `[batch, n_frames, size]` summed into `[batch, n_samples]`.
+
+  Frame t covers output samples `t * hop - start ... t * hop - start + size - 1`; samples outside
+  `[0, n_samples)` are dropped (they were padding).
+  """
+  n_frames, size = frames.shape[1], frames.shape[2]
+  if size % hop == 0:
+    # Hop k of frame t lands on output hop t + k: `ratio` shifted copies, summed (one fused pass under XLA).
+    ratio = size // hop
+    parts = tf.reshape(frames, [-1, n_frames, ratio, hop])
+    summed = tf.add_n([tf.pad(parts[:, :, k], [[0, 0], [k, ratio - 1 - k], [0, 0]]) for k in range(ratio)])
+    out = tf.reshape(summed, [-1, (n_frames + ratio - 1) * hop])
+  else:
+    out = tf.signal.overlap_and_add(frames, hop)
+  out = out[:, start:start + n_samples]
+  missing = n_samples - out.shape[-1]
+  return tf.pad(out, [[0, 0], [0, missing]]) if missing > 0 else out
+
+
+@functools.lru_cache(maxsize=64)
+def _distance_fns(size, hop, center, mag_weight, logmag_weight, loss_type, log_eps, jit_compile):
+  """The three tf.functions of `spectral_distance` for one configuration (cached, so traced once per shape).
+
+  spectrum: `[2 * batch, n_samples]` -> `[2 * batch, n_frames, size // 2 + 1]` STFT (TensorFlow's framing and
+  FFT kernels, not compiled: measured no faster under XLA, and slower with the framing written as slices).
+  terms: spectrum -> (loss, G): every element-wise pass over the frames fused into one (under XLA).
+  backward: (G, upstream, n_samples) -> d loss / d audio `[batch, n_samples]`: irfft, window, overlap-add.
+  """
+  # rfft's adjoint is irfft times size / 2, with the bins irfft counts once (0 and, for even sizes, size / 2)
+  # doubled; folded into G so that the backward is one irfft.
+  bin_scale = np.full([size // 2 + 1], size / 2.0)
+  bin_scale[0] *= 2.0
+  if size % 2 == 0:
+    bin_scale[-1] *= 2.0
+
+  def spectrum(both):
+    if center:
+      both = tf.pad(both, [[0, 0], [size // 2, size // 2]])
+    return tf.signal.rfft(tf.signal.frame(both, size, hop) * _periodic_hann(size, both.dtype), [size])
+
+  def terms(spec):
+    """Loss and G = d loss / d X of the audio's spectrum X (the second half of `spec`), scaled by bin_scale."""
+    # |X| written out as sqrt(re^2 + im^2): XLA's complex abs is a slower, overflow-safe hypot (measured
+    # 10.7 -> 7.9 ms for these terms at size 256, batch 2 x 16 x 64000). Like `safe_abs`, |X| is 0 (and its
+    # gradient 0) where |X|^2 <= 1e-20.
+    re, im = tf.math.real(spec), tf.math.imag(spec)
+    power = re * re + im * im
+    live = power > 1e-20
+    mag_all = tf.where(live, tf.sqrt(power), 0.0)
+    (target_mag, mag), (_, live) = tf.split(mag_all, 2), tf.split(live, 2)
+    dtype = mag.dtype
+    n = tf.cast(tf.size(mag), dtype)
+    loss = tf.zeros([], dtype)
+    dmag = tf.zeros_like(mag)  # d (loss * n) / d mag
+    if mag_weight > 0:
+      d = mag - target_mag
+      loss += mag_weight * tf.reduce_sum(tf.abs(d) if loss_type == 'L1' else d * d) / n
+      dmag += mag_weight * (tf.sign(d) if loss_type == 'L1' else 2.0 * d)
+    if logmag_weight > 0:
+      # log(a) - log(b) as log(a / b): one log per bin instead of two (terms measured ~12 % faster).
+      d = tf.math.log(tf.maximum(mag, log_eps) / tf.maximum(target_mag, log_eps))
+      loss += logmag_weight * tf.reduce_sum(tf.abs(d) if loss_type == 'L1' else d * d) / n
+      ddiff = tf.sign(d) if loss_type == 'L1' else 2.0 * d
+      dmag += tf.where(mag >= log_eps, logmag_weight * ddiff / mag, 0.0)  # d log(max(m, eps)) / dm
+    # d |X| / d X = X / |X| in TensorFlow's convention for complex gradients (d/d re + i d/d im).
+    coeff = tf.where(live, dmag / (n * mag), 0.0) * tf.constant(bin_scale, dtype)
+    return loss, tf.complex(tf.split(re, 2)[1] * coeff, tf.split(im, 2)[1] * coeff)
+
+  def backward(grad_spec, upstream, n_samples):
+    frames = tf.signal.irfft(grad_spec, [size]) * _periodic_hann(size, upstream.dtype)
+    return _overlap_add(frames, hop, n_samples, size // 2 if center else 0) * upstream
+
+  return (tf.function(spectrum), tf.function(terms, jit_compile=jit_compile),
+          tf.function(backward, jit_compile=jit_compile))
+
+
+def spectral_distance(target_audio, audio, size=2048, overlap=0.75, center=True, mag_weight=1.0,
+                      logmag_weight=1.0, loss_type='L1', log_eps=1e-5, jit_compile=True):
+  """One scale of the multi-scale spectral loss, fused, with a hand-written gradient.
+
+  `mag_weight * mean d(S_t, S) + logmag_weight * mean d(log max(S_t, eps), log max(S, eps))` with d = |a - b|
+  (L1) or (a - b)^2 (L2), S = |stft(audio)|, S_t = |stft(target_audio)| (the framing and window of
+  `compute_mag`). Value and gradient w.r.t. `audio` are those of that definition written with autodiff
+  (the magnitude and its gradient are 0 where |X|^2 <= 1e-20, as `safe_abs`), computed with one framing and one FFT
+  for both signals, one fused pass over the spectra, and for the gradient one irfft and one overlap-add.
+  The target is a constant: it gets no gradient.
+
+  Args:
+    target_audio: `[batch, n_samples]`, cast to `audio`'s dtype.
+    audio: `[batch, n_samples]` float32 or float64 tensor, the signal differentiated.
+    size: FFT size and window length.
+    overlap: fraction of overlap between frames (0.75 -> hop = size / 4).
+    center: pad size // 2 zeros on both sides (frame t centred on sample t * hop); False frames from sample 0.
+    mag_weight: weight of the magnitude term (0 leaves it out).
+    logmag_weight: weight of the log-magnitude term (0 leaves it out).
+    loss_type: 'L1' or 'L2'.
+    log_eps: floor of the magnitudes before the log.
+    jit_compile: XLA-compile the element-wise passes and the backward (fuses them; measured faster on CPU).
+
+  Returns:
+    The scalar loss, in `audio`'s dtype.
+  """
+  if loss_type not in ('L1', 'L2'):
+    raise ValueError(f"`loss_type` must be 'L1' or 'L2', got {loss_type!r}.")
+  audio = tf.convert_to_tensor(audio)
+  if audio.shape.rank != 2 or audio.shape[-1] is None:
+    raise ValueError(f'`audio` must be [batch, n_samples] with a known n_samples, got shape {audio.shape}.')
+  target_audio = tf.stop_gradient(tf.cast(target_audio, audio.dtype))
+  spectrum, terms, backward = _distance_fns(int(size), _hop(size, overlap), bool(center), float(mag_weight),
+                                            float(logmag_weight), loss_type, float(log_eps), bool(jit_compile))
+  n_samples = int(audio.shape[-1])
+
+  @tf.custom_gradient
+  def _distance(x):
+    loss, grad_spec = terms(spectrum(tf.concat([target_audio, x], 0)))
+
+    def grad(upstream):
+      return backward(grad_spec, tf.cast(upstream, x.dtype), n_samples)
+
+    return loss, grad
+
+  return _distance(audio)
+
+
 def _hz_to_mel_slaney(f):
   """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
   f = np.asarray(f, dtype=np.float64)
