@@ -28,6 +28,10 @@ class ValidationError(ValueError):
   """A value given by the user is refused; the message names it, the value and what is accepted."""
 
 
+class InputError(ValueError):
+  """A recording, curve or file given by the user cannot be used (unreadable, silent, malformed)."""
+
+
 def format_number(value):
   """A number as a user typed it: `1000` for 1000.0, `0.25`, `nan`, `inf`, `1e+30`."""
   try:
@@ -103,6 +107,21 @@ class Range:
     if not self.contains(number):
       raise ValidationError(f'{name}={format_number(number)} is outside the accepted range {self.text()}.')
     return value
+
+
+# The accepted values of the user's controls of timbre transfer (`ddsp.training.features.adjust_features`
+# arguments), shared by its front ends (`ddsp_transfer` flags, the studio's form), which check them before
+# any work.
+TRANSFER_CONTROL_RANGES = {
+    'pitch_shift': Range(-96, 96, 'semitones'),
+    'loudness_shift': Range(-120, 120, 'dB'),
+    'f0_range_scale': Range(0, 10),
+    'loudness_range_scale': Range(0, 10),
+    'confidence_threshold': Range(0, 1),
+    'unvoiced_loudness_db': Range(-200, 0, 'dB'),
+    'max_gap_frames': Range(0, 100000, 'frames'),
+    'interpolation': Range(0, 1),
+}
 
 
 def check_flags(flag_values, ranges, choices=None):

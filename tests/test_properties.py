@@ -35,6 +35,7 @@ import soundfile as sf
 
 from ddsp import cli
 from ddsp import validation
+from ddsp.training import curves
 from ddsp.training import features as features_lib
 
 import helpers
@@ -87,7 +88,7 @@ def _check_curve_outcome(path, name, read):
     assert path in str(e) and _one_line(e), str(e)
     return None
   assert values.ndim == 1 and values.size > 0 and np.all(np.isfinite(values))
-  low, high, _ = features_lib.CURVE_LIMITS[name.split()[0]]
+  low, high, _ = curves.CURVE_LIMITS[name.split()[0]]
   assert np.all((values >= low) & (values <= high))
   return values
 
@@ -100,8 +101,8 @@ def test_curve_files_of_random_bytes(content, suffix, name):
     with open(path, 'wb') as f:
       f.write(content)
     before = _snapshot(d)
-    _check_curve_outcome(path, name, lambda: features_lib.read_curve(path, name))
-    values = _check_curve_outcome(path, name, lambda: features_lib.load_curve(path, 37, name))
+    _check_curve_outcome(path, name, lambda: curves.read_curve(path, name))
+    values = _check_curve_outcome(path, name, lambda: curves.load_curve(path, 37, name))
     assert values is None or values.shape == (37,)
     assert _snapshot(d) == before
 
@@ -117,7 +118,7 @@ def test_npy_curves_of_random_arrays(array, name):
   with tempfile.TemporaryDirectory() as d:
     path = os.path.join(d, 'curve.npy')
     np.save(path, array)
-    values = _check_curve_outcome(path, name, lambda: features_lib.read_curve(path, name))
+    values = _check_curve_outcome(path, name, lambda: curves.read_curve(path, name))
     if values is not None:  # accepted: exactly the array's values, in order
       np.testing.assert_array_equal(values, np.asarray(array, np.float64).reshape(-1))
 

@@ -14,6 +14,7 @@ from ddsp import cli
 from ddsp import file_utils
 from ddsp import startup
 from ddsp import validation
+from ddsp.training import curves
 from ddsp.training import features as features_lib
 
 ValidationError = validation.ValidationError
@@ -152,7 +153,7 @@ def _write(tmp_path, name, content):
 def test_malformed_csv_curve_names_file_and_line(tmp_path, content, where):
   path = _write(tmp_path, 'f0.csv', content)
   with pytest.raises(InputError) as err:
-    features_lib.read_curve(path, 'f0 curve')
+    curves.read_curve(path, 'f0 curve')
   assert path in str(err.value) and where in str(err.value)
   assert '\n' not in str(err.value)
 
@@ -165,36 +166,36 @@ def test_good_csv_curves_parse():
     with open(path, 'w', encoding='utf-8') as f:
       f.write(content)
     try:
-      np.testing.assert_array_equal(features_lib.read_curve(path, 'f0 curve'), want)
+      np.testing.assert_array_equal(curves.read_curve(path, 'f0 curve'), want)
     finally:
       os.remove(path)
   # Loudness curves accept negative values and refuse absurd ones.
-  np.testing.assert_array_equal(features_lib.read_curve(np.array([-40.0, -20.0]), 'loudness curve'), [-40, -20])
+  np.testing.assert_array_equal(curves.read_curve(np.array([-40.0, -20.0]), 'loudness curve'), [-40, -20])
   with pytest.raises(InputError, match='element 1'):
-    features_lib.read_curve([-40.0, -500.0], 'loudness curve')
+    curves.read_curve([-40.0, -500.0], 'loudness curve')
 
 
 def test_npy_curve_names_file_and_shape(tmp_path):
   good = tmp_path / 'ok.npy'
   np.save(good, np.array([[100.0], [200.0]]))
-  np.testing.assert_array_equal(features_lib.read_curve(str(good), 'f0 curve'), [100.0, 200.0])
+  np.testing.assert_array_equal(curves.read_curve(str(good), 'f0 curve'), [100.0, 200.0])
   bad = tmp_path / 'wide.npy'
   np.save(bad, np.ones((3, 4)))
   with pytest.raises(InputError, match=r"wide.npy' has shape \(3, 4\)"):
-    features_lib.read_curve(str(bad), 'f0 curve')
+    curves.read_curve(str(bad), 'f0 curve')
   text = tmp_path / 'text.npy'
   np.save(text, np.array(['a', 'b']))
   with pytest.raises(InputError, match='text.npy.*dtype <U1'):
-    features_lib.read_curve(str(text), 'f0 curve')
+    curves.read_curve(str(text), 'f0 curve')
   junk = _write(tmp_path, 'junk.npy', b'\x93NUMPY garbage')
   with pytest.raises(InputError, match='junk.npy.*not a NumPy .npy array'):
-    features_lib.read_curve(junk, 'f0 curve')
+    curves.read_curve(junk, 'f0 curve')
   neg = tmp_path / 'neg.npy'
   np.save(neg, np.array([100.0, -3.0]))
   with pytest.raises(InputError, match=r'neg.npy.*element 1.*negative'):
-    features_lib.read_curve(str(neg), 'f0 curve')
+    curves.read_curve(str(neg), 'f0 curve')
   with pytest.raises(InputError, match='does not exist'):
-    features_lib.read_curve(str(tmp_path / 'missing.csv'), 'f0 curve')
+    curves.read_curve(str(tmp_path / 'missing.csv'), 'f0 curve')
 
 
 def test_f0_curve_all_zero_is_named_not_blamed_on_crepe():

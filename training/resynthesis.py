@@ -27,19 +27,8 @@ from ddsp import validation
 from ddsp.training import features as features_lib
 from ddsp.training import summaries
 
-# The accepted values of the user's controls of `transfer` (`features.adjust_features` arguments), shared by
-# the front ends (`ddsp_transfer` flags, the studio's form); each front end states them and checks them
-# (`ddsp.validation.Range.check`) before any work.
-CONTROL_RANGES = {
-    'pitch_shift': validation.Range(-96, 96, 'semitones'),
-    'loudness_shift': validation.Range(-120, 120, 'dB'),
-    'f0_range_scale': validation.Range(0, 10),
-    'loudness_range_scale': validation.Range(0, 10),
-    'confidence_threshold': validation.Range(0, 1),
-    'unvoiced_loudness_db': validation.Range(-200, 0, 'dB'),
-    'max_gap_frames': validation.Range(0, 100000, 'frames'),
-    'interpolation': validation.Range(0, 1),
-}
+# The accepted values of the user's controls of `transfer` (defined with the other user-value checks).
+CONTROL_RANGES = validation.TRANSFER_CONTROL_RANGES
 
 
 # ------------------------------------------------------------------------------------------------------------

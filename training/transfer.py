@@ -40,15 +40,8 @@ FLAGS = flags.FLAGS
 CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
 # The accepted values of the numeric flags (stated in each flag's help; checked before any model loads).
 RANGES = {
-    'pitch_shift': validation.Range(-96, 96, 'semitones'),
+    **validation.TRANSFER_CONTROL_RANGES,
     'octave_shift': validation.Range(-8, 8, 'octaves'),
-    'loudness_shift': validation.Range(-120, 120, 'dB'),
-    'f0_range_scale': validation.Range(0, 10),
-    'loudness_range_scale': validation.Range(0, 10),
-    'confidence_threshold': validation.Range(0, 1),
-    'unvoiced_loudness_db': validation.Range(-200, 0, 'dB'),
-    'max_gap_frames': validation.Range(0, 100000, 'frames'),
-    'interpolation': validation.Range(0, 1),
     'crepe_frame_rate': validation.Range(1, 1000, 'frames per second'),
 }
 
@@ -125,6 +118,7 @@ def main(argv):
   if FLAGS.input and not FLAGS.output:
     raise app.UsageError('--input needs --output (a WAV path).')
   check_flags(FLAGS)
+  from ddsp.training import curves  # pylint: disable=g-import-not-at-top
   from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top
   from ddsp.training import inference  # pylint: disable=g-import-not-at-top
   from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
@@ -144,7 +138,7 @@ def main(argv):
     if FLAGS.input and not FLAGS.acoustic_transfer:
       for name, path in (('f0 curve', FLAGS.f0_curve), ('loudness curve', FLAGS.loudness_curve)):
         if path:
-          features_lib.read_curve(path, name)
+          curves.read_curve(path, name)
       if FLAGS.dataset_stats:
         features_lib.load_dataset_statistics(FLAGS.dataset_stats)
   except (FileNotFoundError, ValueError) as e:
