@@ -33,8 +33,8 @@ MODES = ('offline_keras', 'offline_xla', 'offline_tflite', 'stream_keras', 'stre
 
 
 def _model(config):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from ddsp.training import experiment, models, streaming  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from ddsp.training import experiment, models, streaming
   experiment.parse_gin([f'models/{config}.gin'], ['FilteredNoise.seed = 0'])
   model = models.get_model()
   f0 = 220.0 * 2.0 ** np.cumsum(np.random.default_rng(0).normal(0, 0.01, (1, FRAMES)), axis=1)
@@ -77,11 +77,11 @@ def _timed(fn, min_time=2.0, max_reps=2000):
 
 def _worker(config, threads, modes):
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(threads)
-  from ddsp.training import export_lib, streaming  # pylint: disable=g-import-not-at-top
+  from ddsp.training import export_lib, streaming
   model, f0, ld = _model(config)
   result = {'config': config, 'threads': threads, 'matmul_gflops': _matmul_gflops(tf),
             'decoder_mflop_per_frame': _decoder_flops(model) / 1e6}
@@ -93,11 +93,11 @@ def _worker(config, threads, modes):
         concrete, module, _ = export_lib.serving_function(model, streaming=False, batch_size=1, engine='streaming')
         runner = tf.lite.Interpreter(model_content=export_lib.tflite_bytes(concrete, module),
                                      num_threads=threads).get_signature_runner()
-        call = lambda: runner(f0_hz=f0, loudness_db=ld)  # pylint: disable=cell-var-from-loop
+        call = lambda: runner(f0_hz=f0, loudness_db=ld)
       else:
         fn = streaming.offline_fn(model, jit_compile=engine == 'xla')
         f0_t, ld_t = tf.constant(f0), tf.constant(ld)
-        call = lambda: fn(f0_t, ld_t).numpy()  # pylint: disable=cell-var-from-loop
+        call = lambda: fn(f0_t, ld_t).numpy()
       median, p95 = _timed(call)
       result[mode] = {'rtf': SECONDS / median, 'ms_per_call': median * 1e3}
     else:

@@ -19,7 +19,7 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -76,8 +76,8 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
-  from spectral_loss_reference import reference_spectral_loss  # pylint: disable=g-import-not-at-top
-  from ddsp import losses  # pylint: disable=g-import-not-at-top
+  from spectral_loss_reference import reference_spectral_loss
+  from ddsp import losses
 
   fft_sizes = tuple(int(s) for s in FLAGS.fft_sizes)
   settings = dict(fft_sizes=fft_sizes, loss_type=FLAGS.loss_type, mag_weight=FLAGS.mag_weight,

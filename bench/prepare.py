@@ -26,7 +26,7 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import numpy as np
 import soundfile as sf
@@ -43,7 +43,7 @@ SR = 16000
 
 
 def _asset(name):
-  from ddsp.data_prep import audio_io  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import audio_io
   path = os.path.join(ASSETS, name)
   if not os.path.exists(path):
     return None
@@ -61,8 +61,8 @@ def _best_time(fn, repeats=3):
 
 
 def bench_loudness(phrase):
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
-  from ddsp.data_prep import features  # pylint: disable=g-import-not-at-top
+  from ddsp import spectral_ops
+  from ddsp.data_prep import features
   secs = len(phrase) / SR
   features.loudness_backend(phrase[:SR], SR, 250)
   t_ours, ours = _best_time(lambda: features.loudness_backend(phrase, SR, 250))
@@ -76,8 +76,8 @@ def _cents(a, b):
 
 
 def bench_crepe(corpus, notes, phrase):
-  from ddsp.data_prep import features  # pylint: disable=g-import-not-at-top
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import features
+  from ddsp.data_prep import pipeline
   default = pipeline.PrepareConfig()
   straight = pipeline.PrepareConfig(crepe_frame_rate=None, loudness_floor_db=None)
   features.compute_f0_many([phrase[:SR]], default)  # build + compile once
@@ -107,12 +107,12 @@ def bench_crepe(corpus, notes, phrase):
 
 
 def bench_full(phrase):
-  from ddsp import crepe  # pylint: disable=g-import-not-at-top
-  from ddsp.data_prep import features  # pylint: disable=g-import-not-at-top
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp import crepe
+  from ddsp.data_prep import features
+  from ddsp.data_prep import pipeline
   try:
     crepe.weights_path('full')
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     return {'crepe_full_100fps_rtf': None, 'crepe_full_note': f'not measured: {str(e).splitlines()[0]}'}
   config = pipeline.PrepareConfig(crepe_model='full')
   features.compute_f0_many([phrase[:SR // 2]], config)
@@ -124,7 +124,7 @@ def bench_full(phrase):
 
 def make_corpus(directory, repeat=1.0):
   """Bundled recordings in mixed formats, rates and channel counts. Returns (paths, seconds)."""
-  import soxr  # pylint: disable=g-import-not-at-top
+  import soxr
   os.makedirs(directory, exist_ok=True)
   phrase, eval_phrase, voice = (_asset(n) for n in ('violin_phrase.flac', 'violin_phrase_eval.flac',
                                                    'voice_like_phrase.flac'))
@@ -154,7 +154,7 @@ def make_corpus(directory, repeat=1.0):
 
 
 def bench_e2e(corpus_dir, secs):
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import pipeline
   out = {}
   out['e2e_default_args'] = ' '.join(pipeline.default_pipeline_args([]))
   for label, args in (('default', []),
@@ -174,7 +174,7 @@ def bench_e2e(corpus_dir, secs):
 
 def long_file_child(path):
   """Prepares one long file in this process (in-memory runner); prints the peak RSS."""
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import pipeline
   with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
     report = pipeline.prepare([path], os.path.join(tmp, 'long.tfrecord'),
@@ -208,8 +208,8 @@ def bench_long_file(minutes):
 
 def main(argv):
   del argv
-  if FLAGS._long_file_child:  # pylint: disable=protected-access
-    long_file_child(FLAGS._long_file_child)  # pylint: disable=protected-access
+  if FLAGS._long_file_child:
+    long_file_child(FLAGS._long_file_child)
     return
   t_start = time.perf_counter()
   phrase = _asset('violin_phrase.flac')

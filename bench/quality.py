@@ -23,7 +23,7 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -42,10 +42,10 @@ METRICS = (('loudness_l1', 'loudness L1 dB'), ('f0_l1', 'f0 L1 semitones'), ('f0
 
 
 def _curve_png(rows, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt
+  from ddsp import file_utils
   fig, axes = plt.subplots(2, len(METRICS), figsize=(3.2 * len(METRICS), 5.5), squeeze=False)
   for col, (key, title) in enumerate(METRICS):
     for row, x_key, x_label in ((0, 'step', 'step'), (1, 'train_s', 'training wall seconds')):
@@ -63,16 +63,16 @@ def _curve_png(rows, path):
 def run(output_dir, steps, eval_every, batch_size, learning_rate=None, gin_file=None, gin_params=(), fresh=True,
         label='', log=print):
   """Trains in chunks of `eval_every` steps and measures the held-out phrase after each; returns the rows."""
-  import shutil  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
-  from ddsp import bundled  # pylint: disable=g-import-not-at-top
-  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
-  from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
-  from ddsp.training import demo  # pylint: disable=g-import-not-at-top
-  from ddsp.training import evaluation  # pylint: disable=g-import-not-at-top
-  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
-  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
+  import shutil
+  import numpy as np
+  import soundfile as sf
+  from ddsp import bundled
+  from ddsp import file_utils
+  from ddsp.training import experiment
+  from ddsp.training import demo
+  from ddsp.training import evaluation
+  from ddsp.training import inference
+  from ddsp.training import resynthesis
 
   gin_file = gin_file or demo.DEFAULT_GIN_FILE
   learning_rate = demo.DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
@@ -117,7 +117,7 @@ def run(output_dir, steps, eval_every, batch_size, learning_rate=None, gin_file=
 
 def main(argv):
   del argv
-  from ddsp import cli  # pylint: disable=g-import-not-at-top
+  from ddsp import cli
   cli.quiet_library_logging()
   run(FLAGS.output_dir, FLAGS.steps, FLAGS.eval_every, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.gin_file,
       FLAGS.gin_param, FLAGS.fresh, FLAGS.label)

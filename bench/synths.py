@@ -23,9 +23,9 @@ COMPONENTS = ('harmonic', 'harmonic_naive', 'noise', 'reverb', 'spectral_loss', 
 
 def _run_component(name, repeats, jit):
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from ddsp import core, effects, losses, synths  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import tensorflow as tf
+  from ddsp import core, effects, losses, synths
 
   rng = np.random.default_rng(0)
   f0 = tf.constant(rng.uniform(100, 800, [BATCH, FRAMES, 1]).astype(np.float32))

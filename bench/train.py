@@ -17,7 +17,7 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import gin
 import numpy as np
@@ -45,7 +45,7 @@ flags.DEFINE_boolean('use_trainer', False, 'Time `ddsp.training.trainers.Trainer
 
 def synthetic_batch(batch_size, n_samples, sample_rate=16000, frame_rate=250, seed=0):
   """A batch of harmonic tones with vibrato and noise plus their f0 and loudness (NumPy float32)."""
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  from ddsp import spectral_ops
   rng = np.random.default_rng(seed)
   n_frames = -(-n_samples // (sample_rate // frame_rate))
   t = np.arange(n_samples) / sample_rate
@@ -78,10 +78,10 @@ def main(argv):
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(FLAGS.replicas)])
 
-  import keras  # pylint: disable=g-import-not-at-top
-  from ddsp.training import configs  # pylint: disable=g-import-not-at-top
-  from ddsp.training import models  # pylint: disable=unused-import,g-import-not-at-top
-  from ddsp.training import nn  # pylint: disable=g-import-not-at-top
+  import keras
+  from ddsp.training import configs
+  from ddsp.training import models
+  from ddsp.training import nn
   import ddsp.training  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top  (registers the configurables)
 
   keras.utils.set_random_seed(FLAGS.seed)
@@ -108,7 +108,7 @@ def main(argv):
   with strategy.scope():
     model = models.get_model()
   if FLAGS.use_trainer:
-    from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
+    from ddsp.training import trainers
     trainer = trainers.Trainer(model, strategy=strategy, learning_rate=FLAGS.learning_rate,
                                grad_clip_norm=FLAGS.grad_clip_norm, jit_compile=FLAGS.jit_compile,
                                mixed_precision=None if FLAGS.mixed_precision == 'none' else FLAGS.mixed_precision)

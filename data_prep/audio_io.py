@@ -90,7 +90,7 @@ def _open_bytes(path):
   """Returns a binary file object for `path`, raising AudioReadError with the reason when impossible."""
   path = os.fspath(path)
   if _has_scheme(path):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     try:
       if not tf.io.gfile.exists(path):
         raise AudioReadError(path, 'file not found')
@@ -100,7 +100,7 @@ def _open_bytes(path):
         data = f.read()
     except AudioReadError:
       raise
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       raise AudioReadError(path, f'unreadable path ({type(e).__name__}: {e})') from e
     if not data:
       raise AudioReadError(path, 'empty file (0 bytes)')
@@ -113,7 +113,7 @@ def _open_bytes(path):
     raise AudioReadError(path, 'is a directory, not an audio file')
   try:
     size = os.path.getsize(path)
-    f = open(path, 'rb')  # pylint: disable=consider-using-with
+    f = open(path, 'rb')
   except OSError as e:
     raise AudioReadError(path, f'unreadable path ({type(e).__name__}: {e.strerror or e})') from e
   if size == 0:
@@ -263,7 +263,7 @@ def expand_filepatterns(filepatterns):
   """
   if isinstance(filepatterns, (str, os.PathLike)):
     filepatterns = [filepatterns]
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   paths, unmatched = set(), []
   for pattern in filepatterns:
     pattern = os.fspath(pattern)

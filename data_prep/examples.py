@@ -84,10 +84,10 @@ def parse_nsynth_example(raw):
   Raises:
     ValueError: naming the missing or malformed feature.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   try:
     ex = tf.train.Example.FromString(raw)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise ValueError(f'not a tf.train.Example ({type(e).__name__})') from e
   f = ex.features.feature
 

@@ -34,15 +34,15 @@ def loudness_backend(audio, sample_rate, frame_rate, n_fft=2048, range_db=120.0,
   frames that stay in the CPU cache, with the power spectrum weighted in place. Memory: the output plus
   one block (no copy of the signal).
   """
-  import scipy.fft  # pylint: disable=g-import-not-at-top
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  import scipy.fft
+  from ddsp import spectral_ops
   hop = sample_rate // frame_rate
   if hop * frame_rate != sample_rate:
     raise ValueError(f'sample_rate / frame_rate must be an integer hop, got {sample_rate} / {frame_rate}.')
   audio = np.asarray(audio, np.float32).reshape(-1)
   n_frames = -(-audio.shape[0] // hop)
   # The same A-weighting and calibration as spectral_ops.compute_loudness.
-  weights, window = spectral_ops._loudness_weights(  # pylint: disable=protected-access
+  weights, window = spectral_ops._loudness_weights(
       int(n_fft), int(sample_rate))
   w2 = np.repeat(np.asarray(weights, np.float32), 2)  # Interleaved (re, im) weights.
   win = np.asarray(window, np.float32)
@@ -81,7 +81,7 @@ def f0_backend(audios, sample_rate, frame_rate, model, viterbi, crepe_frame_rate
   Returns:
     List of (f0_hz [n_frames_i], f0_confidence [n_frames_i]), n_frames_i = ceil(n_samples_i / hop).
   """
-  from ddsp import pitch  # pylint: disable=g-import-not-at-top
+  from ddsp import pitch
   return pitch.compute_f0_batch(audios, sample_rate=sample_rate, frame_rate=frame_rate, model=model,
                                 viterbi=viterbi, crepe_frame_rate=crepe_frame_rate,
                                 loudness_floor_db=loudness_floor_db, batch_size=batch_size)

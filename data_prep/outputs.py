@@ -16,7 +16,7 @@ SHARD_GLOB = '-?????-of-?????'
 
 def gfile():
   """`tf.io.gfile` (TensorFlow imported on first use): local paths and URLs alike."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   return tf.io.gfile
 
 

@@ -208,7 +208,7 @@ def _make_runner(args):
   """The FnApiRunner for the DirectRunner (Beam's DirectRunner would first try to download the Prism
   runner binary: no network is used here); None lets Beam build any other runner from the options."""
   if _is_direct(args):
-    from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
     return fn_runner.FnApiRunner()
   return None
 
@@ -236,8 +236,8 @@ def prepare(input_filepatterns, output_tfrecord_path, config=None, num_shards=0,
     FileExistsError: the output exists and `overwrite` is False.
     ValueError: inconsistent configuration.
   """
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
   config = (config or PrepareConfig()).validate()
   if isinstance(input_filepatterns, str):
     input_filepatterns = [input_filepatterns]

@@ -41,9 +41,9 @@ from absl import flags
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads (through ddsp)
 
-from ddsp import cli  # pylint: disable=wrong-import-position
-from ddsp import file_utils  # pylint: disable=wrong-import-position
-from ddsp import validation  # pylint: disable=wrong-import-position
+from ddsp import cli
+from ddsp import file_utils
+from ddsp import validation
 
 FLAGS = flags.FLAGS
 
@@ -163,7 +163,7 @@ def check_outputs(input_paths, output_tfrecord_path):
 
 
 def _config():
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import pipeline
   return pipeline.PrepareConfig(
       sample_rate=FLAGS.sample_rate, frame_rate=FLAGS.frame_rate, example_secs=FLAGS.example_secs,
       hop_secs=FLAGS.hop_secs, eval_split_fraction=FLAGS.eval_split_fraction, crepe_model=FLAGS.crepe_model,
@@ -177,14 +177,14 @@ def _config():
 
 def run(beam_args):
   """Runs the preparation from the parsed flags; returns the process exit status."""
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import pipeline
   if not FLAGS.input_audio_filepatterns:
     raise app.UsageError('--input_audio_filepatterns is required (repeat it for several globs).')
   if not FLAGS.output_tfrecord_path:
     raise app.UsageError('--output_tfrecord_path is required.')
   check_flags(FLAGS)
   try:
-    from ddsp.data_prep import audio_io  # pylint: disable=g-import-not-at-top
+    from ddsp.data_prep import audio_io
     inputs, _ = audio_io.expand_filepatterns(FLAGS.input_audio_filepatterns)
     check_outputs(inputs, FLAGS.output_tfrecord_path)
     config = _config().validate()

@@ -26,7 +26,7 @@ _MAX_LISTED_OK = 10000
 
 
 def _beam():
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  import apache_beam as beam
   return beam
 
 
@@ -48,8 +48,8 @@ class _Source:
 def make_process_fn():
   """The `ProcessSourcesFn` DoFn class (built on first use, so that Beam is imported only when needed)."""
   beam = _beam()
-  from apache_beam import pvalue  # pylint: disable=g-import-not-at-top
-  from apache_beam.transforms import window as beam_window  # pylint: disable=g-import-not-at-top
+  from apache_beam import pvalue
+  from apache_beam.transforms import window as beam_window
 
   class ProcessSourcesFn(beam.DoFn):
     """Sources (paths, or decoded NSynth notes) -> tagged examples, results and statistics.
@@ -95,7 +95,7 @@ def make_process_fn():
         source_id, audio, labels = element['id'], element['audio'], element['labels']
         warnings = []
         if element['sample_rate'] != config.sample_rate:
-          import soxr  # pylint: disable=g-import-not-at-top
+          import soxr
           audio = soxr.resample(audio, element['sample_rate'], config.sample_rate, quality='HQ')
         if not np.all(np.isfinite(audio)):
           bad = int(np.size(audio) - np.count_nonzero(np.isfinite(audio)))
@@ -106,7 +106,7 @@ def make_process_fn():
           audio, info = audio_io.read_audio(element, config.sample_rate)
         except audio_io.AudioReadError as e:
           return None, _result(source_id, 'skipped', e.reason)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:
           return None, _result(source_id, 'skipped', f'unexpected read error ({type(e).__name__}: {e})')
         warnings = info.warnings
       seconds = audio.shape[0] / float(config.sample_rate)
@@ -171,7 +171,7 @@ def make_process_fn():
       config = self._config
       try:
         f0s = features.compute_f0_many([s.audio for s in sources], config)
-      except Exception:  # pylint: disable=broad-except
+      except Exception:
         if len(sources) == 1:
           raise
         f0s = None
@@ -187,7 +187,7 @@ def make_process_fn():
             if not np.all(np.isfinite(arr)):
               raise ValueError(f'{name} contains non-finite values')
           out.append((ld, f0, conf))
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:
           out.append(e)
       return out
 
@@ -198,7 +198,7 @@ def make_process_fn():
       config = self._config
       try:
         per_source = self._features(sources)
-      except Exception as e:  # pylint: disable=broad-except
+      except Exception as e:
         per_source = [e] * len(sources)
       for s, feats in zip(sources, per_source):
         if isinstance(feats, Exception):
@@ -230,7 +230,7 @@ def make_process_fn():
 def _limit_tf_threads(n):
   """Caps TensorFlow's CPU threads in this process (a DirectRunner worker sharing the cores with others).
   Only possible before TensorFlow's runtime starts; later calls are ignored."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   try:
     tf.config.threading.set_intra_op_parallelism_threads(n)
     tf.config.threading.set_inter_op_parallelism_threads(n)
@@ -241,7 +241,7 @@ def _limit_tf_threads(n):
 def make_nsynth_read_fn():
   """The `ReadNSynthFn` DoFn class (built on first use)."""
   beam = _beam()
-  from apache_beam import pvalue  # pylint: disable=g-import-not-at-top
+  from apache_beam import pvalue
 
   class ReadNSynthFn(beam.DoFn):
     """An original NSynth TFRecord file -> decoded notes passing the filter (dicts), plus 'results'
@@ -259,7 +259,7 @@ def make_nsynth_read_fn():
       return None
 
     def process(self, path):
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      import tensorflow as tf
       n = 0
       try:
         for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
@@ -274,7 +274,7 @@ def make_nsynth_read_fn():
             yield pvalue.TaggedOutput('results', _result(note['id'], 'filtered', reason))
             continue
           yield note
-      except Exception as e:  # pylint: disable=broad-except
+      except Exception as e:
         what = 'empty or unreadable' if n == 0 else f'corrupt after {n} records'
         yield pvalue.TaggedOutput('results', _result(
             path, 'skipped', f'NSynth TFRecord file {what} ({type(e).__name__}: '

@@ -17,17 +17,17 @@ import os as _os
 # Keras 3 must run on the TensorFlow backend for this library.
 _os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-from ddsp import startup as _startup  # pylint: disable=wrong-import-position
+from ddsp import startup as _startup
 
 # The first TensorFlow import: a command line of the package holds back TensorFlow's native start-up logs here
 # (`ddsp.startup`; DDSP_VERBOSE=1 shows them); for any other program this block is a plain import.
 with _startup.quiet_native_startup():
-  from ddsp import core  # pylint: disable=wrong-import-position
-  from ddsp import processors  # pylint: disable=wrong-import-position
-  from ddsp import synths  # pylint: disable=wrong-import-position
-  from ddsp import effects  # pylint: disable=wrong-import-position
-  from ddsp import spectral_ops  # pylint: disable=wrong-import-position
-  from ddsp import losses  # pylint: disable=wrong-import-position
-  from ddsp import pitch  # pylint: disable=wrong-import-position
+  from ddsp import core
+  from ddsp import processors
+  from ddsp import synths
+  from ddsp import effects
+  from ddsp import spectral_ops
+  from ddsp import losses
+  from ddsp import pitch
 
 __version__ = '0.1.0'

@@ -132,7 +132,7 @@ def weights_path(capacity='tiny'):
 
 def _read_weights(path):
   """{layer_name: {'kernel': array, 'bias': ..., 'gamma': ..., ...}} from a Keras 2 HDF5 weights file."""
-  import h5py  # pylint: disable=g-import-not-at-top
+  import h5py
   out = {}
   with h5py.File(path, 'r') as f:
     root = f['model_weights'] if 'model_weights' in f else f

@@ -136,7 +136,7 @@ def write_bytes(path, data):
   """Writes bytes to `path` atomically (local paths and `tf.io.gfile` URLs); returns the path."""
   path = os.fspath(path)
   if is_url(path):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only URLs need gfile)
+    import tensorflow as tf  # only URLs need gfile
     directory = os.path.dirname(path)
     if directory:
       tf.io.gfile.makedirs(directory)
@@ -166,7 +166,7 @@ def _umask():
 
 def write_wav(path, audio, sample_rate=16000):
   """Writes mono or `[n_samples, channels]` float audio as 16-bit PCM WAV, atomically (clipped to [-1, 1])."""
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import soundfile as sf
   audio = np.asarray(audio, np.float32)
   if audio.ndim == 2 and 1 in audio.shape:
     audio = audio.reshape(-1)

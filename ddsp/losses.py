@@ -118,6 +118,6 @@ class SpectralLoss(keras.layers.Layer):
 def __getattr__(name):
   """Lazily re-exports `PretrainedCREPEEmbeddingLoss` from `ddsp.pitch` (loads CREPE only when asked)."""
   if name == 'PretrainedCREPEEmbeddingLoss':
-    from ddsp import pitch  # pylint: disable=g-import-not-at-top
+    from ddsp import pitch
     return pitch.PretrainedCREPEEmbeddingLoss
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

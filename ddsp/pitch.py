@@ -69,7 +69,7 @@ class _Source:
   """One signal: 16 kHz padded audio, CREPE frame centres, gating and per-frame results."""
 
   def __init__(self, audio, sample_rate, frame_rate, crepe_frame_rate, loudness_floor_db, keep_activations):
-    import soxr  # pylint: disable=g-import-not-at-top
+    import soxr
     self.n_frames = _n_frames(audio.shape[0], sample_rate, frame_rate)
     if sample_rate != crepe.SAMPLE_RATE:
       audio = soxr.resample(audio, sample_rate, crepe.SAMPLE_RATE, quality='HQ').astype(np.float32, copy=False)

@@ -18,7 +18,7 @@ import os
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-import gin  # pylint: disable=g-import-not-at-top
+import gin
 import keras
 import tensorflow as tf
 

@@ -371,6 +371,6 @@ def compute_f0(audio, sample_rate=16000, frame_rate=250, model='tiny', viterbi=F
   Returns:
     `(f0_hz, f0_confidence)`, NumPy float32 `[n_frames]`, n_frames = ceil(n_samples / hop).
   """
-  from ddsp import pitch  # pylint: disable=g-import-not-at-top  (loads CREPE only when needed)
+  from ddsp import pitch  # loads CREPE only when needed
   return pitch.compute_f0(audio, sample_rate=sample_rate, frame_rate=frame_rate, model=model, viterbi=viterbi,
                           **kwargs)

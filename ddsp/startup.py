@@ -97,7 +97,7 @@ def _probe_devices():
   if tf is not None:
     try:
       tf.config.list_physical_devices('GPU')
-    except Exception:  # pylint: disable=broad-except  (a device error shows again where devices are used)
+    except Exception:  # a device error shows again where devices are used
       pass
 
 

@@ -218,7 +218,7 @@ def check_crepe_installed(name, capacity):
   Raises:
     ValidationError: naming the flag, the capacity and the package to install.
   """
-  from ddsp import crepe  # pylint: disable=g-import-not-at-top  (TensorFlow; only when a command asks)
+  from ddsp import crepe  # TensorFlow; only when a command asks
   try:
     crepe.weights_path(capacity)
   except ValueError as e:

@@ -4,12 +4,12 @@ import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pytest
 
 
 @pytest.fixture(autouse=True)
 def _seed():
   np.random.seed(0)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   tf.random.set_seed(0)

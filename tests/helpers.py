@@ -25,7 +25,7 @@ def subprocess_env():
 
 def train_tiny(save_dir, params, num_steps=2):
   """Trains the tiny recipe for `num_steps` through `experiment.run`; returns save_dir."""
-  from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
+  from ddsp.training import experiment
   result = experiment.run('train', save_dir, gin_files=TINY_FILES, gin_params=params, num_steps=num_steps,
                           steps_per_summary=0, progress_bar=False)
   assert result['step'] == num_steps

@@ -167,7 +167,7 @@ def test_wrong_inputs_are_named():
 
 def test_fir_design_matrix_is_the_offline_filter():
   """The matrix form equals irfft + Hann window + centring (`core.frequency_impulse_response`), and numpy's."""
-  from ddsp import core  # pylint: disable=g-import-not-at-top
+  from ddsp import core
   rng = np.random.default_rng(3)
   mags = rng.uniform(0.0, 1.0, (3, 65)).astype(np.float32)
   window = blocks.fir_window_size(257, 65)

@@ -143,7 +143,7 @@ def _fake_tfds_nsynth(data_dir):
   qualities = data.NSYNTH_QUALITIES
 
   with tfds.core.registered.skip_registration():
-    class FakeNsynth(tfds.core.GeneratorBasedBuilder):  # pylint: disable=unused-variable
+    class FakeNsynth(tfds.core.GeneratorBasedBuilder):
       """Same features as tfds' nsynth/gansynth_subset.f0_and_loudness, 3 + 2 generated notes."""
       VERSION = tfds.core.Version('2.3.3')
 

@@ -84,7 +84,7 @@ def write(path, audio, sr, **kw):
 
 
 def read_records(pattern):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   files = sorted(tf.io.gfile.glob(pattern))
   out = []
   for raw in tf.data.TFRecordDataset(files):
@@ -210,7 +210,7 @@ def test_expand_filepatterns_reports_unmatched(tmp_path):
 # Features.
 # ------------------------------------------------------------------------------------------------------------
 def test_loudness_backend_matches_spectral_ops_and_closed_form():
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  from ddsp import spectral_ops
   rs = np.random.RandomState(1)
   x = (0.1 * rs.randn(3 * SR + 123)).astype(np.float32)
   ours = features.loudness_backend(x, SR, 250)
@@ -336,7 +336,7 @@ def test_statistics_quantiles_match_numpy():
 
 
 def test_example_bytes_equal_a_protobuf_built_example():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   rs = np.random.RandomState(6)
   audio, f0, conf, ld = (rs.randn(n).astype(np.float32) for n in (64000, 1000, 1000, 1000))
   labels = {'pitch': [60], 'qualities': [0, 1, 1, 0, 0, 0, 0, 0, 0, 1], 'note_str': b'flute-060',
@@ -572,7 +572,7 @@ def test_interrupted_run_leaves_no_partial_shard(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------------------
 def nsynth_example(note_str, pitch, source, audio, velocity=100, instrument=7, family=3, qualities=None):
   """An original-format NSynth tf.train.Example (bytes)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   tr = tf.train
   ints = lambda v: tr.Feature(int64_list=tr.Int64List(value=list(np.atleast_1d(v))))
   byts = lambda v: tr.Feature(bytes_list=tr.BytesList(value=[v.encode()]))
@@ -589,7 +589,7 @@ def nsynth_example(note_str, pitch, source, audio, velocity=100, instrument=7, f
 
 
 def write_nsynth(path, examples):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   with tf.io.TFRecordWriter(str(path)) as w:
     for e in examples:
       w.write(e)
@@ -649,7 +649,7 @@ def test_nsynth_mode_filters_and_keeps_labels(tmp_path, fake_crepe):
 
 def test_nsynth_cache_read_by_provider(tmp_path, fake_crepe):
   del fake_crepe
-  from ddsp.training import data  # pylint: disable=g-import-not-at-top
+  from ddsp.training import data
   audios = make_nsynth_files(tmp_path / 'ns')
   out = str(tmp_path / 'cache' / 'nsynth.tfrecord')
   run_prepare([str(tmp_path / 'ns' / 'nsynth-test.tfrecord')], out, pipeline.PrepareConfig(nsynth=True))
@@ -676,9 +676,9 @@ def _cli(args, tmp_path):
 
 
 def test_cli_flag_errors_before_any_work(tmp_path, capsys):
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ddsp.data_prep import prepare_tfrecord  # pylint: disable=g-import-not-at-top
+  from absl import app
+  from absl import flags
+  from ddsp.data_prep import prepare_tfrecord
   prepare_tfrecord.define_flags()
   write(tmp_path / 'a.wav', sine(440, 5.0), SR)
   try:

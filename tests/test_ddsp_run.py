@@ -137,7 +137,7 @@ def test_kill_sigterm_and_resume_match_an_uninterrupted_run(tmp_path):
   # 2. The restored model holds exactly the checkpoint's values (read independently with load_variable) and
   #    continues the step count.
   ddsp_run.parse_gin(restore_dirs=[save_dir])
-  from ddsp.training import models  # pylint: disable=g-import-not-at-top
+  from ddsp.training import models
   model = models.get_model()
   trainer = trainers.Trainer(model)
   trainer.build(train_util.example_batch(ddsp_run.data_provider_from_gin().get_dataset(4)))

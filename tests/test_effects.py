@@ -33,7 +33,7 @@ def test_trainable_reverb_learns_an_impulse_response():
   target_ir[[50, 120, 300]] = [0.5, -0.3, 0.2]
   target = effects.Reverb(add_dry=True)(audio, np.broadcast_to(target_ir, [2, 400]))
   opt = tf.keras.optimizers.Adam(0.01) if hasattr(tf, 'keras') else None
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   opt = keras.optimizers.Adam(0.01)
   for _ in range(150):
     with tf.GradientTape() as tape:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import tensorflow as tf
-from tensorflow.python.summary.summary_iterator import summary_iterator  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.summary.summary_iterator import summary_iterator
 
 from ddsp import spectral_ops
 from ddsp.training import ddsp_run
@@ -146,7 +146,7 @@ def test_eval_mode_writes_results_matching_an_independent_computation(trained_di
   assert 0.0 <= latest['f0_outlier_ratio'] <= 1.0
 
   # Independent recomputation of the loudness L1 on the same two examples (first batch, data order).
-  from ddsp.training import models  # pylint: disable=g-import-not-at-top
+  from ddsp.training import models
   ddsp_run.parse_gin(restore_dirs=[trained_dir])
   model = models.get_model()
   batch = next(iter(ddsp_run.data_provider_from_gin().get_dataset(2, shuffle=False, repeats=1)))

@@ -71,7 +71,7 @@ def test_gin_file_parses(relpath):
 
 def _harmonic_tone_batch(batch, n_samples, f0=220.0):
   """Two-harmonic tones with their f0 and A-weighted loudness (computed in NumPy by the DSP library)."""
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  from ddsp import spectral_ops
   t = np.arange(n_samples) / SAMPLE_RATE
   gains = np.linspace(0.2, 0.5, batch)[:, None]
   audio = (gains * (np.sin(2 * np.pi * f0 * t) + 0.5 * np.sin(4 * np.pi * f0 * t))).astype(np.float32)

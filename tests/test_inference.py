@@ -366,7 +366,7 @@ def test_timbre_interpolation_between_two_inputs(tmp_path_factory, voice):
 
 def test_dereverberation_when_nodes_follow_the_reverb():
   # A DAG where noise is added after the reverb: bypassing the reverb must keep that later node.
-  from ddsp.training import models  # pylint: disable=g-import-not-at-top
+  from ddsp.training import models
   dag = ("ProcessorGroup.dag = [(@synths.Harmonic(), ['amps', 'harmonic_distribution', 'f0_hz']), "
          "(@effects.Reverb(), ['harmonic/signal']), (@synths.FilteredNoise(), ['noise_magnitudes']), "
          "(@processors.Add(), ['reverb/signal', 'filtered_noise/signal'])]")

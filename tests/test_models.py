@@ -505,8 +505,8 @@ def test_autoencoder_geometry_errors_name_the_conflict():
 
 
 def test_training_refuses_data_at_another_sample_rate():
-  from ddsp.training import data  # pylint: disable=g-import-not-at-top
-  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
+  from ddsp.training import data
+  from ddsp.training import train_util
   model = small_autoencoder(n_samples=8000, time_steps=125)
   provider = data.SyntheticProvider(n_examples=2, example_secs=0.5, sample_rate=16000, frame_rate=250)
   assert train_util.check_geometry(model, provider) == (16000, 250)

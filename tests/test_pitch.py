@@ -225,14 +225,14 @@ def test_interpolation_is_linear_in_cents():
   f0 = (10 * 2 ** (cents / 1200)).astype(np.float32)
   conf = np.linspace(0.2, 0.7, 6).astype(np.float32)
   ran = np.ones(6, bool)
-  out_f0, out_conf = pitch._interpolate(f0, conf, ran, 11, 100 / 250)  # pylint: disable=protected-access
+  out_f0, out_conf = pitch._interpolate(f0, conf, ran, 11, 100 / 250)
   t = np.arange(11) / 250.0
   np.testing.assert_allclose(_cents(out_f0, 10.0), 6000.0 + 1000.0 * t / 0.05, atol=0.01)
   np.testing.assert_allclose(out_conf, 0.2 + 0.5 * t / 0.05, atol=1e-6)
   # A skipped CREPE frame: confidence interpolates to 0; f0 is 0 Hz where the nearer frame was skipped.
   ran[3] = False
   f0[3], conf[3] = 0.0, 0.0
-  out_f0, out_conf = pitch._interpolate(f0, conf, ran, 11, 100 / 250)  # pylint: disable=protected-access
+  out_f0, out_conf = pitch._interpolate(f0, conf, ran, 11, 100 / 250)
   pos = np.arange(11) * 0.4
   near_skipped = np.abs(pos - 3) < 0.5
   assert np.all(out_f0[near_skipped] == 0.0) and np.all(out_f0[~near_skipped] > 0.0)

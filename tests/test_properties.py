@@ -213,11 +213,11 @@ def test_adjust_features_with_random_controls(pitch_shift, loudness_shift, f0_ra
 
 @given(value=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**13, 10**13)))
 def test_every_command_range_names_a_refused_value(value):
-  from ddsp.data_prep import prepare_tfrecord  # pylint: disable=g-import-not-at-top
-  from ddsp.training import ddsp_run  # pylint: disable=g-import-not-at-top
-  from ddsp.training import export  # pylint: disable=g-import-not-at-top
-  from ddsp.training import demo  # pylint: disable=g-import-not-at-top
-  from ddsp.training import transfer  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import prepare_tfrecord
+  from ddsp.training import ddsp_run
+  from ddsp.training import export
+  from ddsp.training import demo
+  from ddsp.training import transfer
   for module in (transfer, export, ddsp_run, prepare_tfrecord, demo):
     for name, accepted in module.RANGES.items():
       try:
@@ -234,7 +234,7 @@ def test_every_command_range_names_a_refused_value(value):
 # ------------------------------------------------------------------------------------------------------------
 def _private_flags(define_flags):
   """The command's flags defined into a new absl `FlagValues` (not the global one)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import flags
   flag_values = flags.FlagValues()
   names = ('DEFINE_string', 'DEFINE_float', 'DEFINE_integer', 'DEFINE_boolean', 'DEFINE_enum',
            'DEFINE_multi_string')
@@ -246,7 +246,7 @@ def _private_flags(define_flags):
 
 @pytest.fixture(scope='module')
 def transfer_setup(tmp_path_factory):
-  from ddsp.training import transfer  # pylint: disable=g-import-not-at-top
+  from ddsp.training import transfer
   root = tmp_path_factory.mktemp('properties')
   model_dir = helpers.train_tiny(str(root / 'run'), helpers.tiny_params(n_examples=4, batch_size=2))
   inputs = root / 'inputs'
@@ -266,7 +266,7 @@ def _run_transfer(transfer, flag_values, args):
   with mock.patch.object(transfer, 'FLAGS', flag_values), contextlib.redirect_stdout(out), \
       contextlib.redirect_stderr(err):
     try:
-      cli._one_line_errors(transfer.main, 'ddsp_transfer')(['ddsp_transfer'])  # pylint: disable=protected-access
+      cli._one_line_errors(transfer.main, 'ddsp_transfer')(['ddsp_transfer'])
     except SystemExit as e:
       status = e.code
   return status, out.getvalue(), err.getvalue()

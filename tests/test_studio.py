@@ -37,7 +37,7 @@ def trained_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def server(trained_dir):
-  from ddsp.training import studio_lib  # pylint: disable=g-import-not-at-top
+  from ddsp.training import studio_lib
   studio = studio_lib.Studio([trained_dir], crepe_frame_rate=100)
   httpd = studio_lib.StudioServer(studio, '127.0.0.1', 0)
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -238,7 +238,7 @@ def _browser(user_data_dir):
     pytest.skip(f'the browser test needs Debian\'s chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER}): '
                 'apt-get install chromium chromium-driver')
   webdriver = pytest.importorskip('selenium.webdriver', reason='the browser test needs selenium (test extra)')
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.chrome.service import Service
   options = webdriver.ChromeOptions()
   options.binary_location = CHROMIUM
   for flag in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -249,9 +249,9 @@ def _browser(user_data_dir):
 
 
 def test_page_in_headless_chromium(server, tmp_path):
-  from ddsp import bundled  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
+  from ddsp import bundled
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
   voice, rate = sf.read(bundled.asset_path('voice_like_phrase'), dtype='float32')
   clip = str(tmp_path / 'voice.wav')
   sf.write(clip, voice[:3 * rate], rate)
@@ -287,7 +287,7 @@ def test_page_in_headless_chromium(server, tmp_path):
     assert driver.save_screenshot(shot)
   finally:
     driver.quit()
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
   pixels = np.asarray(Image.open(shot).convert('RGB'), np.float64)
   assert pixels.shape[0] > 500 and pixels.std() > 20.0  # not blank
   target = os.environ.get('DDSP_STUDIO_SCREENSHOT')  # e.g. docs/images/studio.png for the README

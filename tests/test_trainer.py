@@ -229,7 +229,7 @@ def test_silent_or_unvoiced_data_is_refused_before_training(tmp_path):
 # --------------------------------------------------------------------------------------------------------------
 def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
   ddsp_run.parse_gin(TINY_FILES, TINY_PARAMS + ['Trainer.learning_rate = 3e-3'])
-  from ddsp.training import models  # pylint: disable=g-import-not-at-top
+  from ddsp.training import models
   keras.utils.set_random_seed(0)
   model = models.get_model()
   provider = ddsp_run.data_provider_from_gin()
@@ -247,7 +247,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
   assert np.isfinite(after)
   assert after < 0.85 * before, (before, after)
   # Summaries: every loss term, the learning rate, steps/s and examples/s were written at steps 20 and 40.
-  from tensorflow.python.summary.summary_iterator import summary_iterator  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.summary.summary_iterator import summary_iterator
   tags = {}
   for name in os.listdir(str(tmp_path)):
     if name.startswith('events.out.tfevents'):
@@ -262,7 +262,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
 
 def test_bfloat16_networks_train_with_float32_synthesis(tmp_path):
   ddsp_run.parse_gin(TINY_FILES, TINY_PARAMS)
-  from ddsp.training import models  # pylint: disable=g-import-not-at-top
+  from ddsp.training import models
   try:
     assert trainers.set_mixed_precision('bfloat16') == 'mixed_bfloat16'
     model = models.get_model()

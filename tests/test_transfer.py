@@ -37,7 +37,7 @@ def _cli(*args):
 def test_cli_timbre_transfer_writes_wav_png_and_ir(trained_dir, tmp_path):
   voice, rate = sf.read(bundled.asset_path('voice_like_phrase'), dtype='float32')
   voice = voice[:3 * rate]
-  import soxr  # pylint: disable=g-import-not-at-top
+  import soxr
   voice_22k = soxr.resample(voice, rate, 22050)
   source = str(tmp_path / 'voice_stereo.wav')
   sf.write(source, np.stack([voice_22k, voice_22k], axis=1), 22050, subtype='FLOAT')

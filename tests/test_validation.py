@@ -250,7 +250,7 @@ def test_output_folders_holding_an_input_are_refused(tmp_path, monkeypatch):
 
 
 def test_export_output_checks(tmp_path):
-  from ddsp.training import export  # pylint: disable=g-import-not-at-top
+  from ddsp.training import export
   run = tmp_path / 'run'
   run.mkdir()
   (run / 'ckpt-2.index').write_bytes(b'x')
@@ -265,7 +265,7 @@ def test_export_output_checks(tmp_path):
 
 
 def test_prepare_outputs_that_are_inputs_are_refused(tmp_path, monkeypatch):
-  from ddsp.data_prep import prepare_tfrecord  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import prepare_tfrecord
   audio = tmp_path / 'audio'
   audio.mkdir()
   shard = audio / 'train.tfrecord-00000-of-00001'
@@ -289,7 +289,7 @@ def test_prepare_outputs_that_are_inputs_are_refused(tmp_path, monkeypatch):
 @pytest.mark.parametrize('index', [b'', np.random.default_rng(0).bytes(64), b'not a checkpoint at all' * 10],
                          ids=['empty', 'random', 'text'])
 def test_damaged_checkpoint_is_named_as_unrestorable(tmp_path, index):
-  from ddsp.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from ddsp.training import checkpoints
   prefix = str(tmp_path / 'ckpt-3')
   with open(prefix + '.index', 'wb') as f:
     f.write(index)
@@ -302,8 +302,8 @@ def test_damaged_checkpoint_is_named_as_unrestorable(tmp_path, index):
 
 
 def test_truncated_checkpoint_data_is_named(tmp_path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from ddsp.training import checkpoints  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from ddsp.training import checkpoints
   ckpt = tf.train.Checkpoint(v=tf.Variable(np.arange(4096, dtype=np.float32)))
   prefix = ckpt.write(str(tmp_path / 'ckpt-1'))
   checkpoints.check_readable(prefix)
@@ -350,8 +350,8 @@ def test_command_name_and_verbose_switch():
 
 
 def test_quiet_native_startup_holds_back_fd2_native_lines_only():
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
+  import subprocess
+  import sys
   code = ('import os, sys\n'
           'from ddsp import startup\n'
           'with startup.quiet_native_startup(active=True):\n'
@@ -365,10 +365,10 @@ def test_quiet_native_startup_holds_back_fd2_native_lines_only():
 
 
 def test_a_flag_that_does_not_parse_is_one_line_with_status_2(capsys):
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import flags
   flag_values = flags.FlagValues()
   flags.DEFINE_float('pitch_shift', 0.0, 'Pitch shift.', flag_values=flag_values)
-  parse = cli._one_line_parse_errors(flag_values, 'ddsp_transfer')  # pylint: disable=protected-access
+  parse = cli._one_line_parse_errors(flag_values, 'ddsp_transfer')
   assert parse(['ddsp_transfer', '--pitch_shift=3']) == ['ddsp_transfer'] and flag_values.pitch_shift == 3.0
   with pytest.raises(SystemExit) as exit_info:
     parse(['ddsp_transfer', '--pitch_shift=abc'])
@@ -382,7 +382,7 @@ def test_refused_values_in_main_are_one_line_with_status_2(capsys):
     del argv
     validation.Range(-96, 96, 'semitones').check('--pitch_shift', 1000.0)
   with pytest.raises(SystemExit) as exit_info:
-    cli._one_line_errors(main, 'ddsp_transfer')(['ddsp_transfer'])  # pylint: disable=protected-access
+    cli._one_line_errors(main, 'ddsp_transfer')(['ddsp_transfer'])
   assert exit_info.value.code == 2
   assert capsys.readouterr().err == ('ddsp_transfer: error: --pitch_shift=1000 is outside the accepted range '
                                      '[-96, 96] semitones.\n')

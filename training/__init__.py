@@ -17,14 +17,14 @@ import os as _os
 _os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 # Importing the package registers every gin configurable of the library.
-from ddsp.training import configs  # pylint: disable=wrong-import-position
-from ddsp.training import nn  # pylint: disable=wrong-import-position
-from ddsp.training import preprocessing  # pylint: disable=wrong-import-position
-from ddsp.training import encoders  # pylint: disable=wrong-import-position
-from ddsp.training import decoders  # pylint: disable=wrong-import-position
-from ddsp.training import models  # pylint: disable=wrong-import-position
-from ddsp.training import data  # pylint: disable=wrong-import-position
-from ddsp.training import trainers  # pylint: disable=wrong-import-position
-from ddsp.training import train_util  # pylint: disable=wrong-import-position
-from ddsp.training import evaluation  # pylint: disable=wrong-import-position
-from ddsp.training import summaries  # pylint: disable=wrong-import-position
+from ddsp.training import configs
+from ddsp.training import nn
+from ddsp.training import preprocessing
+from ddsp.training import encoders
+from ddsp.training import decoders
+from ddsp.training import models
+from ddsp.training import data
+from ddsp.training import trainers
+from ddsp.training import train_util
+from ddsp.training import evaluation
+from ddsp.training import summaries

@@ -109,13 +109,13 @@ class _GinProbeFilter(logging.Filter):
 
 def add_search_path(path=None):
   """Adds the bundled gin folder (or `path`) to gin's include search path, once. Returns the path."""
-  import gin  # pylint: disable=g-import-not-at-top
+  import gin
   root_logger = logging.getLogger()
   if not any(isinstance(f, _GinProbeFilter) for f in root_logger.filters):
     root_logger.addFilter(_GinProbeFilter())
   path = os.path.abspath(path or gin_dir())
   try:
-    from gin import config as gin_config  # pylint: disable=g-import-not-at-top
+    from gin import config as gin_config
     known = list(getattr(gin_config, '_LOCATION_PREFIXES', []))
   except ImportError:
     known = []

@@ -117,7 +117,7 @@ def _read_npy_curve(path, name, limits):
   """The values of a `.npy` curve: shape `[n]`, `[n, 1]` or `[1, n]` (or one value) of real numbers."""
   try:
     values = np.load(path, allow_pickle=False)
-  except Exception as e:  # pylint: disable=broad-except  (random bytes raise many kinds of error)
+  except Exception as e:  # random bytes raise many kinds of error
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise InputError(f'{name} file {path!r} is not a NumPy .npy array: {reason}') from None
   if not isinstance(values, np.ndarray):

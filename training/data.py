@@ -348,7 +348,7 @@ class NSynthTfds(DataProvider):
   def _builder(self):
     directory = self._prepared_dir()
     try:
-      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      import tensorflow_datasets as tfds
     except ImportError as e:
       raise ImportError('NSynthTfds needs tensorflow_datasets: pip install tensorflow-datasets '
                         '(or use NSynthTFRecordProvider, which needs nothing extra).') from e
@@ -461,7 +461,7 @@ class SyntheticProvider(DataProvider):
     f0_frames = tf.cast(tf.gather(f0, frame_idx), tf.float32)
     env_frames = tf.gather(env, frame_idx)
     confidence = tf.cast(env_frames > 1e-3, tf.float32)
-    from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+    from ddsp import spectral_ops
     loudness = spectral_ops.compute_loudness(audio, sample_rate=sr, frame_rate=self.frame_rate,
                                              use_tf=True)
     dist = tf.gather(below, frame_idx) * amps[tf.newaxis, :]

@@ -99,9 +99,9 @@ def main(argv):
   if not FLAGS.save_dir:
     raise app.UsageError('--save_dir is required.')
   check_flags(FLAGS)
-  from ddsp.training import checkpoints  # pylint: disable=g-import-not-at-top
-  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
-  from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
+  from ddsp.training import checkpoints
+  from ddsp.training import train_util
+  from ddsp.training import trainers
   try:
     result = experiment.run(mode=FLAGS.mode, save_dir=FLAGS.save_dir, restore_dir=FLAGS.restore_dir,
                  gin_files=FLAGS.gin_file, gin_params=FLAGS.gin_param, gin_search_paths=FLAGS.gin_search_path,

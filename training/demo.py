@@ -29,11 +29,11 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 
-from ddsp import cli  # pylint: disable=g-import-not-at-top
-from ddsp import validation  # pylint: disable=g-import-not-at-top
+from ddsp import cli
+from ddsp import validation
 
 FLAGS = flags.FLAGS
 
@@ -75,7 +75,7 @@ def _n_examples(report):
 
 def prepare_once(patterns, output_prefix, log=print):
   """Prepares TFRecords unless a complete preparation already exists at `output_prefix`."""
-  from ddsp.data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from ddsp.data_prep import pipeline
   report_path = os.path.join(os.path.dirname(output_prefix), 'prepare_report.json')
   if glob.glob(output_prefix + '-*') and os.path.exists(report_path):
     log(f'  reusing {output_prefix}-* (delete the folder to prepare again)')
@@ -100,9 +100,9 @@ def train_params(train_prefix, batch_size, learning_rate):
 def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEARNING_RATE, steps_per_save=100,
              gin_file=DEFAULT_GIN_FILE, gin_params=(), train_audio=None, eval_audio=None, log=print):
   """Runs prepare -> train -> eval -> sample; returns the report dict (also written to demo_report.json)."""
-  from ddsp import bundled  # pylint: disable=g-import-not-at-top
-  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
-  from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
+  from ddsp import bundled
+  from ddsp import file_utils
+  from ddsp.training import experiment
 
   t_start = time.time()
   output_dir = os.path.abspath(os.path.expanduser(output_dir))
@@ -149,8 +149,8 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
 
   log('[5/5] transfer: resynthesis of the whole held-out phrase; voice -> violin timbre transfer')
   t0 = time.time()
-  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
-  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
+  from ddsp.training import inference
+  from ddsp.training import resynthesis
   model = inference.load_model(save_dir)
   transfer_dir = os.path.join(output_dir, 'transfer')
   transfer_files, transfer_info = [], {}
@@ -162,7 +162,7 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
     transfer_files += resynthesis.write_result(result, os.path.join(transfer_dir, name + '.wav'))
     transfer_info[name] = {k: v for k, v in result.info.items() if isinstance(v, (int, float, str, bool))}
     if name == 'eval_phrase_resynthesis':
-      from ddsp.training import evaluation  # pylint: disable=g-import-not-at-top
+      from ddsp.training import evaluation
       phrase = evaluation.resynthesis_quality(result.audio_input, result.audio, model.sample_rate,
                                               model.frame_rate)
   timings['transfer_s'] = time.time() - t0
@@ -206,9 +206,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   validation.check_flags(FLAGS, RANGES)
-  from ddsp.training import experiment  # pylint: disable=g-import-not-at-top
-  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
-  from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
+  from ddsp.training import experiment
+  from ddsp.training import train_util
+  from ddsp.training import trainers
   try:
     run_demo(FLAGS.output_dir, FLAGS.num_steps, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.steps_per_save,
              FLAGS.gin_file, FLAGS.gin_param, FLAGS.train_audio, FLAGS.eval_audio)

@@ -98,7 +98,7 @@ def f0_metrics(f0_in, confidence_in, f0_out, confidence_out, confidence_threshol
 
 def compute_loudness(audio, sample_rate=16000, frame_rate=250):
   """A-weighted loudness (dB) of audio [batch, n_samples] -> [batch, n_frames] (ddsp.spectral_ops)."""
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  from ddsp import spectral_ops
   audio = np.asarray(audio, np.float32)
   return np.atleast_2d(spectral_ops.compute_loudness(audio, sample_rate=sample_rate, frame_rate=frame_rate))
 
@@ -113,14 +113,14 @@ def compute_f0(audio, sample_rate=16000, frame_rate=250, crepe_model='tiny', cre
   audio = np.atleast_2d(np.asarray(audio, np.float32))
   kwargs = {} if crepe_frame_rate is None else {'crepe_frame_rate': crepe_frame_rate}
   try:
-    from ddsp import pitch  # pylint: disable=g-import-not-at-top
+    from ddsp import pitch
     batch_fn = getattr(pitch, 'compute_f0_batch', None)
   except ImportError:
     batch_fn = None
   if batch_fn is not None:
     pairs = batch_fn(list(audio), sample_rate=sample_rate, frame_rate=frame_rate, model=crepe_model, **kwargs)
   else:
-    from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+    from ddsp import spectral_ops
     pairs = [spectral_ops.compute_f0(a, sample_rate=sample_rate, frame_rate=frame_rate, model=crepe_model,
                                      **kwargs) for a in audio]
   f0 = np.stack([np.asarray(p[0], np.float64).reshape(-1) for p in pairs])
@@ -149,7 +149,7 @@ class ResynthesisMetrics:
     self.outlier_semitones = float(outlier_semitones)
     self.crepe_frame_rate = crepe_frame_rate
     if spectral_loss is None:
-      from ddsp import losses  # pylint: disable=g-import-not-at-top
+      from ddsp import losses
       spectral_loss = losses.SpectralLoss()
     self.spectral_loss = spectral_loss
     self.reset()
@@ -382,7 +382,7 @@ def _write_results(save_dir, result, crepe_model):
   history = []
   if tf.io.gfile.exists(path):
     try:
-      import json  # pylint: disable=g-import-not-at-top
+      import json
       with tf.io.gfile.GFile(path) as f:
         history = json.load(f).get('history', [])
     except (ValueError, AttributeError):

@@ -84,9 +84,9 @@ def parse_gin(gin_files=(), gin_params=(), gin_search_paths=(), restore_dirs=(),
     GinConfigError: naming the file or binding that failed.
     FileNotFoundError: for a gin file that does not exist.
   """
-  import ddsp.training  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  (registers the configurables)
-  from ddsp.training import configs  # pylint: disable=g-import-not-at-top
-  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
+  import ddsp.training  # noqa: F401 (registers the configurables)
+  from ddsp.training import configs
+  from ddsp.training import train_util
   gin.clear_config()
   try:
     configs.add_search_path()
@@ -110,12 +110,12 @@ def parse_gin(gin_files=(), gin_params=(), gin_search_paths=(), restore_dirs=(),
     try:
       with _quiet_gin_search():
         gin.parse_config_file(path)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       raise GinConfigError(f'Bad gin config in file {path}: {type(e).__name__}: {e}') from e
   for binding in list(gin_params) + list(extra_bindings):
     try:
       gin.parse_config(binding)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       raise GinConfigError(f'Bad gin binding {binding!r}: {type(e).__name__}: {e}') from e
   return operative
 
@@ -134,7 +134,7 @@ def data_provider_from_gin(for_function='train'):
 def build_model():
   """`models.get_model()` from the parsed gin config; construction errors (bad values, unknown keyword
   arguments) are reported as gin configuration errors."""
-  from ddsp.training import models  # pylint: disable=g-import-not-at-top  (registers the gin configurables)
+  from ddsp.training import models  # registers the gin configurables
   try:
     return models.get_model()
   except (ValueError, TypeError) as e:
@@ -169,10 +169,10 @@ def run(mode='train', save_dir=None, restore_dir=None, gin_files=(), gin_params=
                         mixed_precision, seed, progress_bar)
   parse_gin(gin_files, gin_params, gin_search_paths, restore_dirs, extra)
 
-  import keras  # pylint: disable=g-import-not-at-top
-  from ddsp.training import evaluation  # pylint: disable=g-import-not-at-top
-  from ddsp.training import train_util  # pylint: disable=g-import-not-at-top
-  from ddsp.training import trainers  # pylint: disable=g-import-not-at-top
+  import keras
+  from ddsp.training import evaluation
+  from ddsp.training import train_util
+  from ddsp.training import trainers
 
   if not is_bound('get_model.model'):
     raise GinConfigError('No model: bind get_model.model, e.g. --gin_file=papers/iclr2020/solo_instrument.gin '

@@ -53,7 +53,7 @@ def load_model(save_dir, checkpoint=None):
   Raises:
     ExportError: no such folder, no operative config, no checkpoint, or a checkpoint that does not match.
   """
-  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
+  from ddsp.training import inference
   if not save_dir or not os.path.isdir(save_dir):
     raise ExportError(f'--save_dir {save_dir!r} is not a folder.')
   try:
@@ -87,8 +87,8 @@ def serving_function(model, streaming=False, block_size=256, batch_size=None, no
   Returns:
     (concrete function, trackable tf.Module holding the weights, metadata dict).
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from ddsp.training import streaming as streaming_lib  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from ddsp.training import streaming as streaming_lib
   n_samples, time_steps, hop = streaming_lib.model_geometry(model)
   streaming_lib.set_noise_seed(model, noise_seed)
   module = tf.Module()
@@ -129,7 +129,7 @@ def serving_function(model, streaming=False, block_size=256, batch_size=None, no
 
   def serve_stream(f0_hz, loudness_db, *state_values):
     state = dict(zip(names, state_values))
-    audio, new_state = streamer._step(f0_hz, loudness_db, state)  # pylint: disable=protected-access
+    audio, new_state = streamer._step(f0_hz, loudness_db, state)
     outputs = {'audio': audio}
     outputs.update({k: new_state[k] for k in names})
     return outputs
@@ -146,7 +146,7 @@ def serving_function(model, streaming=False, block_size=256, batch_size=None, no
 # ------------------------------------------------------------------------------------------------------------
 def export_saved_model(model, output, streaming=False, block_size=256, batch_size=None, noise_seed=0):
   """Writes a SavedModel with a `serving_default` signature; returns its metadata dict."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   concrete, module, meta = serving_function(model, streaming, block_size, batch_size, noise_seed)
   meta['format'] = 'saved_model'
   with file_utils.atomic_dir(output) as tmp:
@@ -166,10 +166,8 @@ def tflite_bytes(concrete, module):
   Returns:
     The flatbuffer bytes.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  import tensorflow as tf
   from tensorflow.python.framework import convert_to_constants
-  # pylint: enable=g-import-not-at-top,g-direct-tensorflow-import
   del module  # the weights become constants
   # The weights as constants: the converter would otherwise keep the variables read by the GRU's loop as
   # resource variables that nothing initialises. Re-wrapped in a function with the same named signature and
@@ -189,7 +187,7 @@ def tflite_bytes(concrete, module):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
       return converter.convert()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       raise ExportError(f'TFLite conversion failed: {type(e).__name__}: {str(e)[:2000]}') from e
 
 
@@ -220,7 +218,7 @@ def export(save_dir, output, fmt='saved_model', streaming=False, block_size=256,
   if streaming and (int(block_size) <= 0):
     raise ExportError(f'--block_size must be a positive multiple of the hop, got {block_size}.')
   model = load_model(save_dir, checkpoint)
-  from ddsp.training import streaming as streaming_lib  # pylint: disable=g-import-not-at-top
+  from ddsp.training import streaming as streaming_lib
   try:
     _, _, hop = streaming_lib.model_geometry(model)
   except ValueError as e:

@@ -37,15 +37,15 @@ import numpy as np
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf
 
-from ddsp import processors  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ddsp.training import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ddsp.training import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ddsp.training import train_util  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ddsp.training import trainers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ddsp import processors
+from ddsp.training import checkpoints
+from ddsp.training import experiment
+from ddsp.training import features as features_lib
+from ddsp.training import resynthesis
+from ddsp.training import train_util
+from ddsp.training import trainers
 
 IncompatibleCheckpointError = checkpoints.IncompatibleCheckpointError
 
@@ -213,7 +213,7 @@ class InferenceModel:
     changed = {self.reverb.name}
     for proc, keys in dag[index + 1:]:
       if any(k.split('/')[0] in changed for k in keys):
-        args = [processors._lookup(env, k) for k in keys]  # pylint: disable=protected-access
+        args = [processors._lookup(env, k) for k in keys]
         node = proc(*args, return_outputs_dict=True)
         env[f'{proc.name}/signal'] = node['signal']
         env[f'{proc.name}/controls'] = node['controls']

@@ -27,7 +27,7 @@ def _force_float32(layer):
   """Sets the float32 dtype policy on `layer` and every layer nested in it (no-op for non-layers)."""
   if not isinstance(layer, keras.layers.Layer):
     return
-  for sub in [layer] + list(layer._flatten_layers(include_self=False, recursive=True)):  # pylint: disable=protected-access
+  for sub in [layer] + list(layer._flatten_layers(include_self=False, recursive=True)):
     if sub.dtype_policy.name != 'float32':
       sub.dtype_policy = 'float32'
 

@@ -155,7 +155,7 @@ def transfer(model, source, source_sample_rate=None, crepe_model='tiny', crepe_f
     A `TransferResult`.
   """
   if isinstance(model, (str, os.PathLike)):
-    from ddsp.training import inference  # pylint: disable=g-import-not-at-top  (inference imports this module)
+    from ddsp.training import inference  # inference imports this module
     model = inference.load_model(model)
   progress = progress or (lambda stage: None)
   progress('read')
@@ -204,7 +204,7 @@ def transfer(model, source, source_sample_rate=None, crepe_model='tiny', crepe_f
 def results_figure(audio_in, audio_out, sample_rate, frame_rate, f0_curves, loudness_curves,
                    titles=('input', 'output')):
   """One figure: input and output spectrograms, then the f0 and loudness curves (dicts label -> `[n]`)."""
-  fig = summaries._new_figure(9, 10)  # pylint: disable=protected-access
+  fig = summaries._new_figure(9, 10)
   specs = [summaries.log_spectrogram(a) for a in (audio_in, audio_out)]
   top = max(float(s.max()) for s in specs)
   for i, (spec, audio, title) in enumerate(zip(specs, (audio_in, audio_out), titles)):

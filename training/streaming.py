@@ -51,15 +51,15 @@ import os
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
 
-from ddsp import blocks  # pylint: disable=g-import-not-at-top
-from ddsp import core  # pylint: disable=g-import-not-at-top
-from ddsp import processors  # pylint: disable=g-import-not-at-top
-from ddsp import synths  # pylint: disable=g-import-not-at-top
-from ddsp.training import decoders  # pylint: disable=g-import-not-at-top
-from ddsp.training import gru  # pylint: disable=g-import-not-at-top
-from ddsp.training import preprocessing  # pylint: disable=g-import-not-at-top
+from ddsp import blocks
+from ddsp import core
+from ddsp import processors
+from ddsp import synths
+from ddsp.training import decoders
+from ddsp.training import gru
+from ddsp.training import preprocessing
 
 NOISE_TABLE_SAMPLES = 65536
 

@@ -78,7 +78,7 @@ def main(argv):
   for model_dir in FLAGS.model_dir:
     if not os.path.isdir(os.path.expanduser(model_dir)):
       _error(f'--model_dir {model_dir!r} is not a folder.')
-  from ddsp.training import studio_lib  # pylint: disable=g-import-not-at-top
+  from ddsp.training import studio_lib
   try:
     studio_lib.serve(FLAGS.model_dir, host=FLAGS.host, port=FLAGS.port, crepe_model=FLAGS.crepe_model,
                      crepe_frame_rate=FLAGS.crepe_frame_rate, workers=FLAGS.workers)

@@ -346,7 +346,7 @@ class Studio:
       job.set_stage('done')
     except (ValueError, FileNotFoundError) as e:  # ValidationError, InputError: what the input or controls did
       job.fail(422, cli.first_line(e))
-    except Exception as e:  # pylint: disable=broad-except  (the server keeps serving; the log has the trace)
+    except Exception as e:  # the server keeps serving; the log has the trace
       logging.error('ddsp_studio: job %s failed:\n%s', job.id, traceback.format_exc())
       job.fail(500, f'Internal error ({type(e).__name__}); the server log has the details.')
 
@@ -366,7 +366,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
   server_version = 'ddsp_studio'
   protocol_version = 'HTTP/1.1'
 
-  def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+  def log_message(self, format, *args):
     logging.info('ddsp_studio: %s %s', self.address_string(), format % args)
 
   def _send(self, status, body, content_type, headers=()):
@@ -402,17 +402,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
       self._json(400, {'error': cli.first_line(e)})
     except (BrokenPipeError, ConnectionResetError):
       self.close_connection = True
-    except Exception as e:  # pylint: disable=broad-except  (never a traceback to the client; keep serving)
+    except Exception as e:  # never a traceback to the client; keep serving
       logging.error('ddsp_studio: %s %s failed:\n%s', self.command, self.path, traceback.format_exc())
       self._json(500, {'error': f'Internal error ({type(e).__name__}); the server log has the details.'})
 
-  def do_GET(self):  # pylint: disable=invalid-name
+  def do_GET(self):
     self._handle(self._get)
 
-  def do_HEAD(self):  # pylint: disable=invalid-name
+  def do_HEAD(self):
     self._handle(self._get)
 
-  def do_POST(self):  # pylint: disable=invalid-name
+  def do_POST(self):
     self._handle(self._post)
 
   def _get(self):

@@ -72,8 +72,8 @@ def audio(name, audio_batch, sample_rate, step, max_outputs=3):
 # Figures.
 # ------------------------------------------------------------------------------------------------------------
 def _new_figure(width_in, height_in):
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
   fig = Figure(figsize=(width_in, height_in), dpi=80)
   FigureCanvasAgg(fig)
   return fig
@@ -81,7 +81,7 @@ def _new_figure(width_in, height_in):
 
 def figure_to_png(fig):
   """Renders a Figure with the Agg canvas; returns (png bytes, (width, height) in pixels)."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
   canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
   canvas.draw()
   width, height = canvas.get_width_height()
@@ -169,7 +169,7 @@ def _frames(x):
 
 def loudness_curve(audio_batch, sample_rate, frame_rate):
   """A-weighted loudness (dB) of audio [batch, n_samples] -> [batch, n_frames], via ddsp.spectral_ops."""
-  from ddsp import spectral_ops  # pylint: disable=g-import-not-at-top
+  from ddsp import spectral_ops
   return np.asarray(spectral_ops.compute_loudness(np.asarray(audio_batch, np.float32), sample_rate=sample_rate,
                                                   frame_rate=frame_rate))
 

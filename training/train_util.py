@@ -351,7 +351,7 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
            restore_dir, early_stop_loss_value, data_checkpoint, seed, progress_bar, summary_examples,
            write_summaries, check_data):
   """The body of `train` (same arguments)."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   if trainer is None:
     raise ValueError('train() needs a trainer (ddsp.training.trainers.Trainer).')
   if data_checkpoint not in ('skip', 'iterator'):
@@ -414,7 +414,7 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
 
   bar = None
   if progress_bar and chief:
-    from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+    from tqdm.auto import tqdm
     bar = tqdm(total=num_steps, initial=start_step, unit='step', dynamic_ncols=True, mininterval=0.5)
 
   def say(message):
@@ -516,7 +516,7 @@ def _write_step_summaries(trainer, losses, grad_norm, local_batch, step, steps_p
     outputs = trainer.predict(batch)
     audio_gen = trainer.model.get_audio_from_outputs(outputs)
     summaries.audio_summaries(batch, outputs, audio_gen, step, sample_rate, frame_rate, n_examples)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     # Audio and figure summaries are a diagnostic; never let them kill a long run.
     logging.warning('Could not write audio/figure summaries at step %d: %s', step, e)
 

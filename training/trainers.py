@@ -64,7 +64,7 @@ def set_mixed_precision(mode):
   if mode not in MIXED_PRECISION_MODES:
     raise ValueError(f'mixed_precision must be one of {MIXED_PRECISION_MODES}, got {mode!r}.')
   policy = _POLICIES[mode]
-  from ddsp.training import nn  # pylint: disable=g-import-not-at-top
+  from ddsp.training import nn
   nn.set_network_dtype(None if policy == 'float32' else policy)
   return policy
 
@@ -72,7 +72,7 @@ def set_mixed_precision(mode):
 def _network_policy():
   """The dtype policy that newly built networks get (nn's default, else the Keras global policy)."""
   try:
-    from ddsp.training import nn  # pylint: disable=g-import-not-at-top
+    from ddsp.training import nn
     network = nn.get_network_dtype()
   except ImportError:
     network = None

@@ -118,11 +118,11 @@ def main(argv):
   if FLAGS.input and not FLAGS.output:
     raise app.UsageError('--input needs --output (a WAV path).')
   check_flags(FLAGS)
-  from ddsp.training import curves  # pylint: disable=g-import-not-at-top
-  from ddsp.training import features as features_lib  # pylint: disable=g-import-not-at-top
-  from ddsp.training import inference  # pylint: disable=g-import-not-at-top
-  from ddsp.training import resynthesis  # pylint: disable=g-import-not-at-top
-  from ddsp import file_utils  # pylint: disable=g-import-not-at-top
+  from ddsp.training import curves
+  from ddsp.training import features as features_lib
+  from ddsp.training import inference
+  from ddsp.training import resynthesis
+  from ddsp import file_utils
   outputs = {'--export_ir': FLAGS.export_ir}
   if FLAGS.input and FLAGS.output:
     outputs['--output'] = FLAGS.output
