@@ -142,7 +142,11 @@ def run(output_dir, audio_path=None, f0_hz=None, seconds=1.5, n_steps=300, learn
 def main(argv):
   del argv
   validation.check_flags(FLAGS, RANGES)
-  run(FLAGS.output_dir, FLAGS.audio, FLAGS.f0_hz, FLAGS.seconds, FLAGS.n_steps, FLAGS.learning_rate)
+  try:
+    run(FLAGS.output_dir, FLAGS.audio, FLAGS.f0_hz, FLAGS.seconds, FLAGS.n_steps, FLAGS.learning_rate)
+  except ValueError as e:  # unreadable, empty, non-finite or too short audio: one line, exit status 1
+    from ddsp import cli
+    cli.fail('ddsp_fit_demo', e, 1)
 
 
 def console_entry_point():

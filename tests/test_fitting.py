@@ -31,3 +31,19 @@ def test_fitting_rejects_bad_audio():
     fitting.fit_harmonic_plus_noise(np.zeros(650, np.float32), 440.0, n_steps=1)
   with pytest.raises(ValueError, match='non-empty'):
     fitting.fit_harmonic_plus_noise(np.zeros(0, np.float32), 440.0, n_steps=1)
+
+
+def test_fit_demo_refuses_a_file_that_is_not_audio_in_one_line(tmp_path):
+  import subprocess
+  import sys
+  import helpers
+  notes = tmp_path / 'notes.wav'
+  notes.write_text('not audio\n' * 20)
+  out = tmp_path / 'out'
+  proc = subprocess.run([sys.executable, '-m', 'ddsp.demo', f'--audio={notes}', f'--output_dir={out}',
+                         '--n_steps=1'], capture_output=True, text=True, env=helpers.subprocess_env(),
+                        timeout=240, check=False)
+  assert proc.returncode == 1
+  assert proc.stderr.startswith(f"ddsp_fit_demo: error: Cannot read audio file '{notes}'"), proc.stderr[-2000:]
+  assert proc.stderr.count('\n') == 1, proc.stderr[-2000:]
+  assert not out.exists()
