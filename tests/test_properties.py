@@ -25,6 +25,7 @@ import tempfile
 from unittest import mock
 
 from hypothesis import event
+from hypothesis import example
 from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
@@ -189,6 +190,12 @@ _ANY_FLOAT = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats
 
 @given(pitch_shift=_ANY_FLOAT, loudness_shift=_ANY_FLOAT, f0_range_scale=_ANY_FLOAT,
        confidence_threshold=st.floats(-1, 2), f0=st.floats(1, 20000), sample_rate=st.sampled_from([16000, 44100]))
+# Found by the suite: a shift far down that underflowed f0 to 0 Hz (read as unvoiced, so never judged), and a
+# finite loudness shift whose sum overflows to inf.
+@example(pitch_shift=-1837.0, loudness_shift=0.0, f0_range_scale=0.0, confidence_threshold=0.0, f0=1.0,
+         sample_rate=16000)
+@example(pitch_shift=16.0, loudness_shift=3.4028235677973366e+38, f0_range_scale=0.0, confidence_threshold=0.0,
+         f0=1.0, sample_rate=16000)
 def test_adjust_features_with_random_controls(pitch_shift, loudness_shift, f0_range_scale, confidence_threshold,
                                               f0, sample_rate):
   n = 16

@@ -326,7 +326,9 @@ def adjust_features(features, pitch_shift=0.0, loudness_shift=0.0, f0_range_scal
   if f0_range_scale != 1.0:
     centre = float(np.median(midi[voiced & positive])) if (voiced & positive).any() else 0.0
     midi = centre + float(f0_range_scale) * (midi - centre)
-  f0 = np.where(positive, np.minimum(core.midi_to_hz(midi + semitones), MAX_F0_HZ), 0.0)
+  # A shifted f0 stays a (voiced) positive frequency: a downward shift that would underflow to 0 Hz keeps the
+  # smallest positive float32 instead, so that the audibility check below judges it (0 Hz means unvoiced).
+  f0 = np.where(positive, np.clip(core.midi_to_hz(midi + semitones), np.finfo(np.float32).tiny, MAX_F0_HZ), 0.0)
   if sample_rate is not None:
     validation.check_audible_pitch(f0, voiced, sample_rate, _pitch_controls(
         pitch_shift, auto_octaves, f0_range_scale, f0_curve is not None))
@@ -334,6 +336,10 @@ def adjust_features(features, pitch_shift=0.0, loudness_shift=0.0, f0_range_scal
     centre = float(np.mean(ld[voiced]))
     ld = centre + float(loudness_range_scale) * (ld - centre)
   ld = ld + float(loudness_shift) + auto_ld
+  if not np.all(np.isfinite(ld.astype(np.float32))):  # the model reads float32
+    raise validation.ValidationError(
+        f'loudness_shift={validation.format_number(loudness_shift)} with loudness_range_scale='
+        f'{validation.format_number(loudness_range_scale)} puts the loudness beyond any finite number of dB.')
   if unvoiced_loudness_db is not None:
     ld = np.where(voiced, ld, np.minimum(ld, float(unvoiced_loudness_db)))
   ld = np.maximum(ld, LOUDNESS_FLOOR_DB)
