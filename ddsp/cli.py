@@ -26,6 +26,19 @@ from ddsp import startup
 from ddsp import validation
 
 
+# The CREPE flags of the commands that track the pitch of a recording (ddsp_transfer, ddsp_studio).
+CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
+CREPE_FRAME_RATE = validation.Range(1, 1000, 'frames per second')
+
+
+def define_crepe_flags(of='the input'):
+  """Defines `--crepe_model` (a capacity of CREPE_MODELS) and `--crepe_frame_rate` (CREPE_FRAME_RATE)."""
+  flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS),
+                    f'CREPE capacity for the f0 of {of} (that package must be installed).')
+  flags.DEFINE_integer('crepe_frame_rate', None, CREPE_FRAME_RATE.help(
+      'Rate CREPE runs at before interpolation (default: the model frame rate).'))
+
+
 def define_once(define_flags):
   """Decorator for a command's `define_flags()`: the flags are defined by the first call only."""
   done = []

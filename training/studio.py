@@ -29,12 +29,12 @@ os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 FLAGS = flags.FLAGS
 
-CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
+CREPE_MODELS = cli.CREPE_MODELS
 # The accepted values of the numeric flags (stated in each flag's help; checked before any model loads).
 RANGES = {
     'port': validation.Range(0, 65535),
     'workers': validation.Range(1, 64),
-    'crepe_frame_rate': validation.Range(1, 1000, 'frames per second'),
+    'crepe_frame_rate': cli.CREPE_FRAME_RATE,
 }
 
 
@@ -48,10 +48,7 @@ def define_flags():
                       'every network interface).')
   flags.DEFINE_integer('workers', 2, RANGES['workers'].help('Transfers run at the same time (each model runs '
                        'one at a time).'))
-  flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS),
-                    'CREPE capacity for the f0 of the inputs (that package must be installed).')
-  flags.DEFINE_integer('crepe_frame_rate', None, RANGES['crepe_frame_rate'].help(
-      'Rate CREPE runs at before interpolation (default: the model frame rate).'))
+  cli.define_crepe_flags('the inputs')
 
 
 def check_flags(flag_values=FLAGS):

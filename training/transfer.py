@@ -37,12 +37,12 @@ os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 FLAGS = flags.FLAGS
 
-CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
+CREPE_MODELS = cli.CREPE_MODELS
 # The accepted values of the numeric flags (stated in each flag's help; checked before any model loads).
 RANGES = {
     **validation.TRANSFER_CONTROL_RANGES,
     'octave_shift': validation.Range(-8, 8, 'octaves'),
-    'crepe_frame_rate': validation.Range(1, 1000, 'frames per second'),
+    'crepe_frame_rate': cli.CREPE_FRAME_RATE,
 }
 
 
@@ -87,10 +87,7 @@ def define_flags():
   flags.DEFINE_string('interpolate_with', None, 'Second recording for timbre (z) interpolation.')
   flags.DEFINE_float('interpolation', 0.5, RANGES['interpolation'].help(
       'Timbre interpolation amount towards --interpolate_with.'))
-  flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS),
-                    'CREPE capacity for the f0 of the input (that package must be installed).')
-  flags.DEFINE_integer('crepe_frame_rate', None, RANGES['crepe_frame_rate'].help(
-      'Rate CREPE runs at before interpolation (default: the model frame rate).'))
+  cli.define_crepe_flags('the input')
 
 
 def check_flags(flag_values=FLAGS):
