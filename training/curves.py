@@ -50,6 +50,13 @@ def _check_value(value, limits, where):
       raise InputError(f'{where}: {value:g} {unit} is outside [{low:g}, {high:g}] {unit}.')
 
 
+def _check_values(values, limits, where):
+  """Raises InputError naming `where` and the element index for the first value that fails `_check_value`."""
+  for i, x in enumerate(values):
+    if not math.isfinite(x) or (limits is not None and not limits[0] <= x <= limits[1]):
+      _check_value(float(x), limits, f'{where}, element {i}')
+
+
 def _read_csv_curve(path, name, limits):
   """The values of a CSV / text curve file, parsed strictly.
 
@@ -132,9 +139,7 @@ def _read_npy_curve(path, name, limits):
   values = values.astype(np.float64).reshape(-1)
   if values.size == 0:
     raise InputError(f'{name} file {path!r} has shape {shape}: no values.')
-  for i, x in enumerate(values):
-    if not math.isfinite(x) or (limits is not None and not limits[0] <= x <= limits[1]):
-      _check_value(float(x), limits, f'{name} file {path!r} (shape {shape}), element {i}')
+  _check_values(values, limits, f'{name} file {path!r} (shape {shape})')
   return values
 
 
@@ -170,9 +175,7 @@ def read_curve(source, name='curve'):
     raise InputError(f'The {name} is not an array of numbers: {e}') from e
   if values.size == 0:
     raise InputError(f'The {name} is empty.')
-  for i, x in enumerate(values):
-    if not math.isfinite(x) or (limits is not None and not limits[0] <= x <= limits[1]):
-      _check_value(float(x), limits, f'The {name}, element {i}')
+  _check_values(values, limits, f'The {name}')
   return values
 
 
