@@ -89,7 +89,7 @@ def main(argv):
   configs.add_search_path()
   config_path = configs.resolve_gin_file(FLAGS.config)
   gin.parse_config_files_and_bindings([config_path], FLAGS.gin_param)
-  n_samples = gin.query_parameter('%n_samples')
+  n_samples = configs.bound_value('%n_samples')  # evaluates @example/secs_to_samples()
 
   if FLAGS.replicas > 1:
     strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices('CPU')])

@@ -247,11 +247,20 @@ def test_dataset_gin_files_parse_and_build(gin_file, tmp_path):
     bindings = [f"NSynthTfds.data_dir = '{_fake_tfds_nsynth(tmp_path)}'"]
   elif name == 'synthetic.gin':
     bindings = ['SyntheticProvider.n_examples = 2']
+  # A dataset file reads the rates and window of the model file it completes (macros sample_rate,
+  # frame_rate, example_secs): parsed after models/ae.gin (16 kHz, 250 frames/s, 4 s).
+  model_file = os.path.join(os.path.dirname(GIN_DIR), 'models', 'ae.gin')
   with gin.unlock_config():
-    gin.parse_config_files_and_bindings([gin_file], bindings)
+    gin.parse_config_files_and_bindings([model_file, gin_file], bindings)
   try:
     provider = gin.query_parameter('train.data_provider').scoped_configurable_fn()
     batch = next(iter(provider.get_batch(2, shuffle=False, repeats=1)))
     assert batch['audio'].shape == (2, 64000) and batch['f0_hz'].shape == (2, 1000)
   finally:
     gin.clear_config()
+
+
+def test_nsynth_tfds_refuses_other_rates(tmp_path):
+  provider = data.NSynthTfds(data_dir=_fake_tfds_nsynth(tmp_path), sample_rate=48000, frame_rate=50)
+  with pytest.raises(ValueError, match='16000 Hz.*250 frames/s.*48000 Hz, 50 frames/s'):
+    provider.get_batch(2)

@@ -7,13 +7,61 @@ or in a source checkout) and `resolve_gin_file(name)` turns a user's `--gin_file
     'models/tiny');
   * a bare name ('solo_instrument', 'tiny_instrument.gin'), searched in the gin folder; when several files
     share the name, experiment files under `papers/` win, then `recipes/`, then `models/`, then the shortest path.
+
+It also holds the two gin helpers that derive every length of an experiment from its rates (gin has no
+arithmetic): `secs_to_samples` and `secs_to_frames`. The model files bind three macros, `sample_rate`,
+`frame_rate` and `example_secs`, and derive the rest from them (see `gin/models/ae.gin`):
+
+    n_samples = @example/secs_to_samples()       # example_secs * sample_rate
+    time_steps = @example/secs_to_frames()       # example_secs * frame_rate
+    example/secs_to_samples.secs = %example_secs
+    example/secs_to_frames.secs = %example_secs
+    secs_to_samples.sample_rate = %sample_rate
+    secs_to_frames.frame_rate = %frame_rate
+
+so an experiment at another rate is one or two bindings (`sample_rate = 48000`, `frame_rate = 50`).
 """
+import copy
 import difflib
 import importlib.resources
 import logging
 import os
 
+import gin
+
 PREFERRED_FOLDERS = ('papers', 'recipes', 'models')
+
+
+def _whole(secs, rate, what):
+  try:
+    secs, rate = float(secs), float(rate)
+  except (TypeError, ValueError):
+    raise ValueError(f'{what}: seconds and rate must be numbers, got {secs!r} and {rate!r}.') from None
+  if not (secs > 0 and rate > 0):
+    raise ValueError(f'{what}: seconds and rate must be positive, got {secs:g} s at {rate:g} Hz.')
+  value = secs * rate
+  if abs(value - round(value)) > 1e-6 * max(1.0, value):
+    raise ValueError(f'{what}: {secs:g} s at {rate:g} Hz is {value:g}, not a whole number.')
+  return int(round(value))
+
+
+@gin.configurable
+def secs_to_samples(secs=gin.REQUIRED, sample_rate=gin.REQUIRED):
+  """`secs * sample_rate` as an int (a length in samples); a ValueError when it is not a whole number."""
+  return _whole(secs, sample_rate, 'secs_to_samples')
+
+
+@gin.configurable
+def secs_to_frames(secs=gin.REQUIRED, frame_rate=gin.REQUIRED):
+  """`secs * frame_rate` as an int (a length in frames); a ValueError when it is not a whole number."""
+  return _whole(secs, frame_rate, 'secs_to_frames')
+
+
+def bound_value(name):
+  """The value bound to `name` (a macro such as '%n_samples' or a parameter such as 'Reverb.reverb_length')
+  with every configurable reference in it evaluated: `gin.query_parameter('%n_samples')` returns the
+  unevaluated `@example/secs_to_samples()`, this returns 64000. Raises gin's ValueError when unbound."""
+  return copy.deepcopy(gin.query_parameter(name))  # deepcopy calls the `@...()` references (gin's contract)
 
 
 def _looks_like_gin_dir(path):
@@ -109,7 +157,6 @@ class _GinProbeFilter(logging.Filter):
 
 def add_search_path(path=None):
   """Adds the bundled gin folder (or `path`) to gin's include search path, once. Returns the path."""
-  import gin
   root_logger = logging.getLogger()
   if not any(isinstance(f, _GinProbeFilter) for f in root_logger.filters):
     root_logger.addFilter(_GinProbeFilter())

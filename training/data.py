@@ -35,6 +35,7 @@ import gin
 import tensorflow as tf
 
 _AUTOTUNE = tf.data.AUTOTUNE
+NSYNTH_TFDS_GEOMETRY = (16000, 250, 64000)  # sample_rate, frame_rate, n_samples of tfds' NSynth
 NSYNTH_QUALITIES = ('bright', 'dark', 'distortion', 'fast_decay', 'long_release', 'multiphonic',
                     'nonlinear_env', 'percussive', 'reverb', 'tempo-synced')
 
@@ -375,6 +376,12 @@ class NSynthTfds(DataProvider):
     return out
 
   def _examples(self, shuffle, input_context):
+    if (self.sample_rate, self.frame_rate, self.n_samples) != NSYNTH_TFDS_GEOMETRY:
+      raise ValueError(f'NSynthTfds: tensorflow_datasets\' NSynth is 4 s at 16000 Hz with f0/loudness at 250 '
+                       f'frames/s, but the provider asks for {self.example_secs:g} s at {self.sample_rate} Hz, '
+                       f'{self.frame_rate} frames/s (the gin macros sample_rate, frame_rate, example_secs); '
+                       'prepare NSynth at other rates with `ddsp_prepare_tfrecord --nsynth` and use '
+                       'NSynthTFRecordProvider.')
     tfds, builder = self._builder()
     read_config = tfds.ReadConfig(input_context=input_context, shuffle_reshuffle_each_iteration=True,
                                   interleave_cycle_length=16 if shuffle else 1)
