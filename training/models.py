@@ -223,7 +223,7 @@ class Autoencoder(keras.Model):
     """Runs the preprocessor and the encoder; returns the merged features dict."""
     outputs = _features_dict(features)
     if self.preprocessor is not None:
-      outputs.update(self.preprocessor(outputs))
+      outputs.update(self.preprocessor(outputs, training=training))
     if self.encoder is not None:
       encoded = self.encoder(outputs, training=training)
       for key in encoded:

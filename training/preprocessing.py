@@ -2,12 +2,17 @@
 
 A preprocessor is a Keras layer whose `call(features: dict) -> dict` returns new entries that the model merges
 into its outputs dict. It holds no weights and always computes in float32.
+
+  F0LoudnessPreprocessor: scales the data's f0 and loudness for the decoder.
+  OnlineLoudnessPreprocessor: the same, with the loudness computed inside the model from the audio (the
+    real-time recipes, `gin/models/realtime/`).
 """
 import gin
 import keras
 import tensorflow as tf
 
 from ddsp import core
+from ddsp import spectral_ops
 
 F0_SCALE_MIDI = 127.0
 LOUDNESS_RANGE_DB = 120.0
@@ -92,3 +97,81 @@ class F0LoudnessPreprocessor(keras.layers.Layer):
       outputs['f0_scaled'] = at_time_steps(scale_f0_hz(f0_raw), self.time_steps, 'f0_scaled')
       outputs['f0_hz'] = at_time_steps(f0_raw, self.time_steps, 'f0_hz')
     return outputs
+
+
+@gin.register
+class OnlineLoudnessPreprocessor(F0LoudnessPreprocessor):
+  """`F0LoudnessPreprocessor` whose loudness is computed inside the model, from the audio.
+
+  Training, evaluation and live inference then share one feature function:
+  `ddsp.spectral_ops.compute_loudness(audio, sample_rate, frame_rate, n_fft)` (TensorFlow path), the same
+  function (and, with the default `n_fft`, the same numbers, within 1e-3 dB) as `ddsp_prepare_tfrecord` and
+  `ddsp_transfer` use. f0 still comes from the features (the data's CREPE f0).
+
+  Framing of the loudness, exactly (what a causal / streaming version must reproduce):
+    * hop = sample_rate / frame_rate samples (an integer; 320 at 16 kHz and 50 frames/s, 640 at 32 kHz, 960
+      at 48 kHz); frame t is centred on sample t * hop: it covers samples [t * hop - n_fft / 2,
+      t * hop + n_fft / 2), with zeros before sample 0 and after the last sample (the signal is padded with
+      n_fft / 2 zeros on both sides, `center=True`);
+    * n_frames = ceil(n_samples / hop) (the model's `time_steps` for its own window);
+    * each frame is multiplied by a periodic Hann window of n_fft samples (`np.hanning(n_fft + 1)[:-1]`),
+      its one-sided power spectrum |rfft|^2 (n_fft / 2 + 1 bins) is weighted per bin by the A-weighting
+      (IEC 61672, 0 dB at 1 kHz, bins at k * sample_rate / n_fft) times 4 / (n_fft * sum(window^2)), summed over
+      the bins, and turned into dB (10 log10, floor -120 dB), so that a full-scale 1 kHz sine reads 0 dB;
+    * so frame t needs n_fft / 2 samples after t * hop: a causal stream that has received samples up to
+      t * hop + n_fft / 2 can emit frame t exactly (a lookahead of n_fft / 2 samples: 64 ms at 16 kHz, 32 ms at
+      32 kHz, 21.3 ms at 48 kHz with n_fft = 2048).
+
+  When the loudness comes from the audio:
+    * while training (`training=True`): always; a `loudness_db` feature from the data is ignored;
+    * otherwise: a `loudness_db` feature, when given, is used as is (a caller's edited curve, e.g.
+      `ddsp_transfer --loudness_shift`, or a stream's causal frames), else it is computed from `audio`.
+  Outputs: as `F0LoudnessPreprocessor` (`f0_scaled`, `ld_scaled`, `f0_hz`, `loudness_db`, each
+  `[batch, time_steps, 1]`). While training, `f0_hz` must already have `time_steps` frames (data prepared at
+  the model's frame rate); another frame count is refused, naming both rates.
+
+  Args:
+    sample_rate: audio samples per second (the gin macro `sample_rate`).
+    frame_rate: frames per second (the gin macro `frame_rate`); sample_rate / frame_rate must be an integer.
+    n_fft: loudness FFT size (2048, as the data preparation).
+    time_steps, loudness_range_db, require_f0: as `F0LoudnessPreprocessor`.
+  """
+
+  def __init__(self, sample_rate=16000, frame_rate=50, n_fft=2048, time_steps=200,
+               loudness_range_db=LOUDNESS_RANGE_DB, require_f0=True, name='online_loudness_preprocessor',
+               **kwargs):
+    super().__init__(time_steps=time_steps, loudness_range_db=loudness_range_db, require_f0=require_f0,
+                     name=name, **kwargs)
+    sample_rate, frame_rate, n_fft = int(sample_rate), int(frame_rate), int(n_fft)
+    if sample_rate <= 0 or frame_rate <= 0 or sample_rate % frame_rate:
+      raise ValueError(f'OnlineLoudnessPreprocessor: sample_rate / frame_rate must be a positive integer hop, '
+                       f'got {sample_rate} / {frame_rate}.')
+    if n_fft < 2 or n_fft % 2:
+      raise ValueError(f'OnlineLoudnessPreprocessor: n_fft must be an even number >= 2, got {n_fft}.')
+    self.sample_rate, self.frame_rate, self.n_fft = sample_rate, frame_rate, n_fft
+
+  @property
+  def hop_size(self):
+    """Samples per frame: sample_rate / frame_rate."""
+    return self.sample_rate // self.frame_rate
+
+  def compute_loudness(self, audio):
+    """Loudness in dB `[batch, ceil(n_samples / hop)]` of audio `[batch, n_samples]` (see the class doc)."""
+    return spectral_ops.compute_loudness(tf.stop_gradient(core.tf_float32(audio, 'audio')), self.sample_rate,
+                                         self.frame_rate, n_fft=self.n_fft, use_tf=True)
+
+  def call(self, features, training=False):
+    owner = 'OnlineLoudnessPreprocessor'
+    if not isinstance(features, dict):
+      raise TypeError(f'{owner} expects a dict of features, got {type(features).__name__}.')
+    features = dict(features)
+    if training or 'loudness_db' not in features:
+      features['loudness_db'] = self.compute_loudness(get_feature(features, 'audio', owner))
+    if training and 'f0_hz' in features:
+      n_f0 = core.ensure_3d(features['f0_hz'], 'f0_hz').shape[1]
+      if n_f0 is not None and n_f0 != self.time_steps:
+        data_rate = n_f0 * self.frame_rate / float(self.time_steps)
+        raise ValueError(f'{owner}: f0_hz has {n_f0} frames per example but the model runs at {self.frame_rate} '
+                         f'frames/s ({self.time_steps} frames); the data was prepared at {data_rate:g} frames/s. '
+                         f'Prepare it with --frame_rate={self.frame_rate} or set the gin macro frame_rate.')
+    return super().call(features)
