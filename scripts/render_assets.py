@@ -15,10 +15,10 @@ What the script does, per asset:
      MIDI bytes are written here directly (format 0, 1 tick = 1 ms), so no MIDI package is required.
   2. Renders the MIDI with `fluidsynth -R 0 -C 0` (reverb and chorus off: dry) to 32-bit float WAV at
      44.1 kHz, the rate the SoundFont's samples were recorded at.
-  3. Mixes the stereo render to mono, resamples to 16 kHz with soxr (very high quality), trims the
-     trailing release below -60 dB of the peak, fades the last 20 ms, peak-normalises to -1 dBFS and
-     writes 16-bit FLAC atomically (temporary file + rename).
-  4. Checks the written file: 16 kHz, mono, peak below full scale, not silent and, for single notes, the
+  3. Mixes the stereo render to mono, resamples to 16 kHz (48 kHz for the `*_48k` phrases) with soxr
+     (very high quality), trims the trailing release below -60 dB of the peak, fades the last 20 ms,
+     peak-normalises to -1 dBFS and writes 16-bit FLAC atomically (temporary file + rename).
+  4. Checks the written file: its rate, mono, peak below full scale, not silent and, for single notes, the
      measured fundamental (autocorrelation + harmonic peak refinement) within 15 cents of the nominal
      MIDI pitch. The measurements are printed.
 
@@ -309,20 +309,29 @@ def compose_single_note(program, pitch, hold_ms=1250):
   return track, [(0, hold_ms, pitch, 100)]
 
 
+HIGH_RATE = 48000  # the full-band violin phrases for 48 kHz experiments (gin/recipes/realtime_48k_violin.gin)
+
+
 def asset_specs():
-  """name -> (compose function, nominal MIDI pitch or None, exact duration in seconds or None)."""
+  """name -> (compose function, nominal MIDI pitch or None, exact duration in seconds or None, sample rate or
+  None for --sample_rate)."""
   specs = {
       'violin_phrase.flac': (lambda: compose_violin(seed=2028, seconds=60.0, tonic_pc=2,
-                                                    mode='major'), None, None),
+                                                    mode='major'), None, None, None),
       'violin_phrase_eval.flac': (lambda: compose_violin(seed=57, seconds=12.5, tonic_pc=9,
-                                                         mode='minor'), None, None),
-      'voice_like_phrase.flac': (compose_voice, None, None),
+                                                         mode='minor'), None, None, None),
+      'voice_like_phrase.flac': (compose_voice, None, None, None),
+      # Full band (rendered at 44.1 kHz, so content up to about 20 kHz), for 48 kHz training and evaluation.
+      'violin_phrase_48k.flac': (lambda: compose_violin(seed=4848, seconds=30.0, tonic_pc=7,
+                                                        mode='major'), None, None, HIGH_RATE),
+      'violin_phrase_eval_48k.flac': (lambda: compose_violin(seed=4849, seconds=9.5, tonic_pc=4,
+                                                             mode='minor'), None, None, HIGH_RATE),
   }
   for instrument, program, pitch in (('violin', PROGRAM_VIOLIN, 69), ('trumpet', PROGRAM_TRUMPET, 72),
                                      ('flute', PROGRAM_FLUTE, 79), ('cello', PROGRAM_CELLO, 48),
                                      ('clarinet', PROGRAM_CLARINET, 62)):
     name = '%s_note_%s_%d.flac' % (instrument, note_name(pitch), pitch)
-    specs[name] = ((lambda p=program, m=pitch: compose_single_note(p, m)), pitch, 1.5)
+    specs[name] = ((lambda p=program, m=pitch: compose_single_note(p, m)), pitch, 1.5, None)
   return specs
 
 
@@ -351,11 +360,10 @@ def render_midi(midi_bytes, workdir, stem):
   return audio
 
 
-def finish(stereo, exact_seconds):
-  """Stereo render -> mono 16 kHz, trimmed, faded, peak-normalised (float64 [n_samples])."""
+def finish(stereo, exact_seconds, sr):
+  """Stereo render -> mono at `sr` (16 kHz by default), trimmed, faded, peak-normalised (float64 [n])."""
   mono = stereo.mean(axis=1)
-  audio = soxr.resample(mono, FLAGS.render_rate, FLAGS.sample_rate, quality='VHQ')
-  sr = FLAGS.sample_rate
+  audio = soxr.resample(mono, FLAGS.render_rate, sr, quality='VHQ')
   if exact_seconds is not None:
     audio = audio[:int(round(exact_seconds * sr))]
   else:
@@ -442,10 +450,10 @@ def estimate_f0(audio, sr, fmin=50.0, fmax=2000.0):
   return float(f0)
 
 
-def verify(name, audio, sr, nominal_midi):
+def verify(name, audio, sr, nominal_midi, expected_rate):
   """Reads the written file back and checks it; returns a printable summary line."""
   problems = []
-  if sr != FLAGS.sample_rate:
+  if sr != expected_rate:
     problems.append('sample rate %d' % sr)
   if audio.ndim != 1:
     problems.append('not mono: shape %s' % (audio.shape,))
@@ -482,17 +490,18 @@ def main(argv):
     sys.exit('Unknown asset(s) %s; known: %s' % (unknown, sorted(specs)))
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   with tempfile.TemporaryDirectory() as workdir:
-    for name, (compose, nominal, exact_seconds) in specs.items():
+    for name, (compose, nominal, exact_seconds, rate) in specs.items():
       if FLAGS.only and name not in FLAGS.only:
         continue
+      rate = rate or FLAGS.sample_rate
       track, notes = compose()
       stem = name[:-len('.flac')]
-      audio = finish(render_midi(track.to_bytes(), workdir, stem), exact_seconds)
+      audio = finish(render_midi(track.to_bytes(), workdir, stem), exact_seconds, rate)
       path = os.path.join(FLAGS.output_dir, name)
-      write_flac(path, audio, FLAGS.sample_rate)
+      write_flac(path, audio, rate)
       back, sr = sf.read(path, dtype='float64')
       pitches = [n[2] for n in notes]
-      print(verify(name, back, sr, nominal) + '  (%d notes, MIDI %d-%d)' % (
+      print(verify(name, back, sr, nominal, rate) + '  (%d notes, MIDI %d-%d)' % (
           len(notes), min(pitches), max(pitches)))
 
 
