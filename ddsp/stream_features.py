@@ -1,0 +1,257 @@
+"""Features of live audio, block by block: A-weighted loudness and CREPE f0 / confidence, equal to offline.
+
+`FeatureStream(sample_rate, frame_rate, block_frames)` turns blocks of `block_frames * hop` input samples into
+the same frames that the offline functions compute on the whole file:
+
+  * loudness: `ddsp.spectral_ops.compute_loudness(audio, sample_rate, frame_rate, n_fft)` (frame t centred on
+    sample t * hop, zero padding before the start and after the end);
+  * f0 and confidence: `ddsp.pitch.compute_f0(resample_to_crepe(audio, sample_rate), 16000, frame_rate,
+    model)` (one CREPE frame per output frame, frame t centred on 16 kHz sample t * hop16, hop16 = 16000 /
+    frame_rate, no level gate, no Viterbi smoothing).
+
+    stream = FeatureStream(48000, 50, block_frames=1)         # 960-sample blocks
+    state = stream.initial_state(batch_size=1)                 # all zeros = the offline zero padding
+    features, state = stream.step(audio_block, state)          # audio [B, 960] -> each feature [B, 1]
+
+Alignment. A centred frame needs audio after its centre (its look-ahead): loudness `n_fft / 2` samples, CREPE
+512 samples at 16 kHz plus the resampler's delay. Frames come out `latency_frames` (Dl) frames late: the block
+that brings input frames [s, s + F) returns feature frames [s - Dl, s - Dl + F), Dl the smallest number of
+frames with `(Dl + 1) * hop >= lookahead` (`lookahead_samples`, at the input rate). The first Dl frames of a
+stream are the frames before the start (pre-roll; their audio is zeros: loudness -range_db).
+
+Resampling to 16 kHz (CREPE's rate) is causal: for an input rate of M * 16 kHz (M = 1, 2, 3: 16, 32, 48 kHz)
+a linear-phase Kaiser-windowed sinc low-pass of 2 Q + 1 taps (Q = 32 M, cut-off 0.46 of the 16 kHz rate,
+about 7.4 kHz) decimates by M; 16 kHz sample m needs input samples up to m M + Q, a delay of Q / M = 32
+samples at 16 kHz (2 ms). `resample_to_crepe` is the same filter on a whole signal in NumPy (float64): the
+offline path the stream equals. It is not the soxr resampler `ddsp.pitch.compute_f0` uses on its own; on the
+bundled clips the two differ by a few tenths of a cent on voiced frames (tests/test_live.py measures it).
+Other rates (22.05, 44.1 kHz) are refused: resample the input before streaming.
+
+Edges. The start equals offline exactly (resampled samples before the start are zero, as offline pads). At the
+end of a file padded with zeros, loudness still equals offline; the f0 of the last frames whose CREPE window
+reaches past the end differs at 32 and 48 kHz (offline, the resampled signal stops at the end of the file;
+the live resampler's last Q / M outputs see the file's last samples and the zeros after them).
+
+Bad input. A non-finite sample makes its whole block (per example) silence; the state stays finite.
+
+Everything is written with TFLite built-in ops (matrix products for the DFT, a strided convolution for the
+resampler, a gather for the framing, the Keras CREPE network), so the step exports without the Flex delegate.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from ddsp import crepe
+from ddsp import spectral_ops
+
+RESAMPLER_HALF_TAPS = 32   # Q / M: taps on each side of the centre, per 16 kHz sample.
+RESAMPLER_CUTOFF = 0.46    # Pass-band edge, as a fraction of the 16 kHz sample rate.
+RESAMPLER_BETA = 8.0       # Kaiser window shape (about 80 dB stop-band attenuation).
+_FLOAT_MAX = 3.4e38
+
+
+def decimation_factor(sample_rate):
+  """M = sample_rate / 16000 for the rates the stream decimates (16, 32, 48 kHz, ...); ValueError otherwise."""
+  rate = float(sample_rate)
+  factor = rate / crepe.SAMPLE_RATE
+  if not rate > 0 or factor != int(factor) or factor < 1:
+    raise ValueError(f'Live f0 needs a sample rate that is a whole multiple of 16000 Hz (16, 32, 48 kHz), '
+                     f'got {sample_rate}; resample the input first.')
+  return int(factor)
+
+
+def decimation_filter(factor):
+  """The anti-alias low-pass of the decimator by `factor`: float64 `[2 Q + 1]`, Q = 32 factor, unit DC gain."""
+  if factor == 1:
+    return np.ones([1])
+  q = RESAMPLER_HALF_TAPS * factor
+  n = np.arange(-q, q + 1, dtype=np.float64)
+  cutoff = RESAMPLER_CUTOFF / factor  # cycles per input sample
+  taps = 2.0 * cutoff * np.sinc(2.0 * cutoff * n) * np.kaiser(2 * q + 1, RESAMPLER_BETA)
+  return taps / taps.sum()
+
+
+def resample_to_crepe(audio, sample_rate):
+  """Offline form of the stream's resampler: `[n]` audio -> `[ceil(n / M)]` float32 at 16 kHz (NumPy).
+
+  Output sample m = sum_q h[q] x[m M + q], x zero outside the signal (the linear-phase filter centred).
+  """
+  factor = decimation_factor(sample_rate)
+  x = np.asarray(audio, np.float64)
+  if factor == 1:
+    return x.astype(np.float32)
+  taps = decimation_filter(factor)
+  q = (taps.shape[0] - 1) // 2
+  full = np.convolve(x, taps)  # full[i] = sum_k taps[k] x[i - k]; taps symmetric
+  return full[q::factor][:-(-x.shape[0] // factor)].astype(np.float32)
+
+
+def _loudness_matrix(n_fft, sample_rate):
+  """`[n_fft, 2 K]`: frame @ it, squared and summed = the A-weighted, calibrated power of `compute_loudness`.
+
+  The periodic Hann window and the square roots of the per-bin weights folded into the real DFT's cosines and
+  sines; bins of zero weight (DC) are left out.
+  """
+  weights, window = spectral_ops._loudness_weights(int(n_fft), int(sample_rate))  # same weights as offline
+  bins = np.flatnonzero(weights > 0)
+  n = np.arange(n_fft)[:, np.newaxis]
+  angle = 2.0 * np.pi * n * bins[np.newaxis] / n_fft
+  scale = window[:, np.newaxis] * np.sqrt(weights[bins])[np.newaxis]
+  return np.concatenate([scale * np.cos(angle), scale * np.sin(angle)], axis=1).astype(np.float32)
+
+
+def _frame_index(n_frames, hop, size):
+  return tf.constant((np.arange(n_frames)[:, np.newaxis] * hop + np.arange(size)[np.newaxis]).astype(np.int32))
+
+
+def decode_activations(activations):
+  """CREPE decoding in TensorFlow (built-in ops): `[N, 360]` -> (f0_hz `[N]`, confidence `[N]`).
+
+  The same as `ddsp.crepe.activations_to_f0` without a path: the activation-weighted mean cents of the bins
+  within +-4 of the peak; f0 as the peak bin's frequency times 2 ** (offset / 1200), so float32 keeps ~1e-7
+  relative precision.
+  """
+  centre = tf.argmax(activations, axis=-1, output_type=tf.int32)
+  offsets = tf.range(crepe.N_BINS, dtype=tf.int32)[tf.newaxis] - centre[:, tf.newaxis]
+  inside = tf.cast(tf.abs(offsets) <= crepe.LOCAL_AVERAGE_RADIUS, tf.float32)
+  w = activations * inside
+  total = tf.reduce_sum(w, axis=-1)
+  delta = tf.reduce_sum(w * tf.cast(offsets, tf.float32), axis=-1) / tf.maximum(total, 1e-30)
+  delta = tf.where(total > 0.0, delta, 0.0) * crepe.CENTS_PER_BIN
+  table = tf.constant(crepe.cents_to_hz(crepe.bin_cents()).astype(np.float32))
+  f0 = tf.gather(table, centre) * tf.exp(delta * (math.log(2.0) / 1200.0))
+  return f0, tf.reduce_max(activations, axis=-1)
+
+
+class FeatureStream:
+  """Loudness and CREPE f0 / confidence of live audio, block by block (see the module doc).
+
+  Args:
+    sample_rate: input rate (any rate for loudness alone; a multiple of 16 kHz with f0).
+    frame_rate: frames per second; hop = sample_rate / frame_rate samples, an integer (and 16000 / frame_rate
+      too, with f0).
+    block_frames: frames per block (block_size = block_frames * hop samples).
+    loudness_n_fft: FFT size of the loudness frames (2048: `compute_loudness`' and data preparation's default).
+    crepe_model: CREPE capacity ('tiny', 'small', ...), or None for loudness alone.
+    range_db, ref_db: as `compute_loudness`.
+    align_frames: round the latency up to a multiple of this (a live model aligns it to whole blocks).
+
+  Attributes:
+    hop, hop16, block_size, factor (M), latency_frames (Dl), latency (samples), lookahead_samples
+    (`{'loudness': n_fft / 2, 'f0': (512 + 32) M}` input samples), keys (the feature names).
+  """
+
+  def __init__(self, sample_rate, frame_rate, block_frames, loudness_n_fft=2048, crepe_model='tiny',
+               range_db=spectral_ops.LD_RANGE, ref_db=0.0, align_frames=1):
+    self.sample_rate = int(sample_rate)
+    self.frame_rate = float(frame_rate)
+    hop = self.sample_rate / self.frame_rate
+    if hop != int(hop) or hop < 1:
+      raise ValueError(f'sample_rate / frame_rate must be a whole hop, got {sample_rate} / {frame_rate}.')
+    self.hop = int(hop)
+    self.block_frames = int(block_frames)
+    if self.block_frames < 1:
+      raise ValueError(f'block_frames must be >= 1, got {block_frames}.')
+    self.block_size = self.block_frames * self.hop
+    self.n_fft = int(loudness_n_fft)
+    if self.n_fft < 2 or self.n_fft % 2:
+      raise ValueError(f'loudness_n_fft must be an even number >= 2, got {loudness_n_fft}.')
+    self.range_db, self.ref_db = float(range_db), float(ref_db)
+    self.crepe_model = crepe_model
+    self.lookahead_samples = {'loudness': self.n_fft // 2}
+    lags = [-(-self.n_fft // 2 // self.hop) - 1]
+    if crepe_model is not None:
+      crepe.check_capacity(crepe_model)
+      self.factor = decimation_factor(self.sample_rate)
+      hop16 = crepe.SAMPLE_RATE / self.frame_rate
+      if hop16 != int(hop16):
+        raise ValueError(f'Live f0 needs 16000 / frame_rate to be whole, got 16000 / {frame_rate}.')
+      self.hop16 = int(hop16)
+      taps = decimation_filter(self.factor)
+      self.q = (taps.shape[0] - 1) // 2
+      self.delay16 = self.q // self.factor
+      self.resampler = tf.constant(taps.astype(np.float32)[:, np.newaxis, np.newaxis])
+      half = crepe.FRAME_SIZE // 2
+      self.lookahead_samples['f0'] = (half + self.delay16) * self.factor
+      lags.append(-(-(half + self.delay16) // self.hop16) - 1)
+      self.net = crepe.get_crepe_model(crepe_model)
+    else:
+      self.factor, self.hop16, self.q, self.delay16 = None, None, 0, 0
+    align = max(1, int(align_frames))
+    self.latency_frames = -(-max(0, *lags) // align) * align
+    self.latency = self.latency_frames * self.hop
+    self.keys = ('loudness_db',) if crepe_model is None else ('f0_hz', 'f0_confidence', 'loudness_db')
+    self._ld_matrix = tf.constant(_loudness_matrix(self.n_fft, self.sample_rate))
+    self._ld_index = _frame_index(self.block_frames, self.hop, self.n_fft)
+    if crepe_model is not None:
+      self._f0_index = _frame_index(self.block_frames, self.hop16, crepe.FRAME_SIZE)
+
+  # ----------------------------------------------------------------------------------------------------------
+  def state_spec(self, batch_size=None):
+    """Name -> tf.TensorSpec: the input ring (`audio`), and with f0 the resampler's input tail (`tail`), the
+    16 kHz ring (`audio16`) and `count16` (16 kHz samples made so far, int32, saturating at the delay)."""
+    spec = {'audio': tf.TensorSpec([batch_size, self.latency + self.n_fft // 2], tf.float32)}
+    if self.crepe_model is not None:
+      spec['tail'] = tf.TensorSpec([batch_size, max(2 * self.q, 1)], tf.float32)
+      spec['audio16'] = tf.TensorSpec(
+          [batch_size, self.latency_frames * self.hop16 + crepe.FRAME_SIZE // 2 - self.delay16], tf.float32)
+      spec['count16'] = tf.TensorSpec([], tf.int32)
+    return spec
+
+  def initial_state(self, batch_size=1):
+    return {k: tf.zeros(tf.stack([batch_size if d is None else d for d in s.shape]) if s.shape.rank else [],
+                        s.dtype)
+            for k, s in self.state_spec(None).items()}
+
+  def sanitize(self, audio):
+    """`[B, n]`: each example's block with a non-finite sample becomes zeros (silence)."""
+    finite = tf.cast(tf.abs(audio) <= _FLOAT_MAX, tf.float32)  # False for NaN and +-Inf
+    ok = tf.reduce_min(finite, axis=1, keepdims=True)
+    return tf.where(ok > 0.0, audio, tf.zeros_like(audio))
+
+  def step(self, audio, state):
+    """One block: `[B, block_size]` float32 audio -> (dict key -> `[B, block_frames]`, new state).
+
+    The frames returned are input frames [s - Dl, s - Dl + F) for a block of input frames [s, s + F).
+    """
+    audio = self.sanitize(audio)
+    batch = tf.shape(audio)[0]
+    new_state = {}
+    ext = tf.concat([state['audio'], audio], axis=1)
+    new_state['audio'] = ext[:, -self.state_spec()['audio'].shape[1]:]
+    frames = tf.gather(ext, self._ld_index, axis=1)  # [B, F, n_fft]
+    proj = tf.reshape(tf.matmul(tf.reshape(frames, [-1, self.n_fft]), self._ld_matrix), [batch, self.block_frames, -1])
+    power = tf.reduce_sum(tf.square(proj), axis=-1)
+    loudness = 10.0 / math.log(10.0) * tf.math.log(tf.maximum(power, 1e-20)) - self.ref_db
+    features = {'loudness_db': tf.maximum(loudness, -self.range_db)}
+    if self.crepe_model is None:
+      return features, new_state
+    # Causal decimation to 16 kHz: the last 2Q input samples and this block, filtered, every M-th sample.
+    n16 = self.block_size // self.factor
+    if self.factor == 1:
+      audio16 = audio
+      new_state['tail'] = state['tail']
+    else:
+      ext_in = tf.concat([state['tail'], audio], axis=1)
+      audio16 = tf.nn.conv1d(ext_in[..., tf.newaxis], self.resampler, stride=self.factor, padding='VALID')[..., 0]
+      new_state['tail'] = ext_in[:, -2 * self.q:]
+      # 16 kHz samples before the start of the stream are zero (the offline padding).
+      index = state['count16'] + tf.range(n16, dtype=tf.int32)
+      audio16 = audio16 * tf.cast(index >= self.delay16, tf.float32)[tf.newaxis]
+    new_state['count16'] = tf.minimum(state['count16'] + n16, self.delay16)
+    ext16 = tf.concat([state['audio16'], audio16], axis=1)
+    new_state['audio16'] = ext16[:, -self.state_spec()['audio16'].shape[1]:]
+    windows = tf.reshape(tf.gather(ext16, self._f0_index, axis=1), [-1, crepe.FRAME_SIZE])
+    act = self.net(windows, training=False)
+    f0, conf = decode_activations(act)
+    features['f0_hz'] = tf.reshape(f0, [batch, self.block_frames])
+    features['f0_confidence'] = tf.reshape(conf, [batch, self.block_frames])
+    return features, new_state
+
+  def flops_per_frame(self):
+    """Multiply-adds x 2 per frame: the loudness DFT, the resampler and the CREPE network."""
+    total = 2 * self.n_fft * int(self._ld_matrix.shape[1])
+    if self.crepe_model is not None:
+      total += 2 * self.hop * (2 * self.q + 1) // self.factor + crepe.flops_per_frame(self.crepe_model)
+    return total

@@ -1,0 +1,197 @@
+"""Tests of live timbre transfer: `ddsp.stream_features` (features block by block) and `training/live.py`.
+
+References are the offline functions on the whole file: `spectral_ops.compute_loudness` (NumPy, float64) for
+loudness and `ddsp.pitch.compute_f0` (its own framing, batching and NumPy decoding) for f0 and confidence, on
+the bundled voice-like phrase at 16 kHz and resampled to 48 kHz. The audio path is checked against the offline
+Autoencoder driven by those offline features.
+"""
+import numpy as np
+import pytest
+import soxr
+import tensorflow as tf
+
+from ddsp import bundled
+from ddsp import pitch
+from ddsp import spectral_ops
+from ddsp import stream_features
+from ddsp.training import ddsp_run
+from ddsp.training import live
+from ddsp.training import models
+
+CLIP_SECS = 2.0
+
+
+def _clip(sample_rate):
+  import soundfile as sf
+  audio, rate = sf.read(bundled.asset_path('voice_like_phrase.flac'), dtype='float32')
+  audio = audio[:int(CLIP_SECS * rate)]
+  if rate != sample_rate:
+    audio = soxr.resample(audio, rate, sample_rate).astype(np.float32)
+  return audio
+
+
+def _stream_features(stream, audio):
+  """Feeds `audio` (zero-padded to cover the latency) block by block; returns the frames aligned to offline."""
+  n_frames = -(-audio.shape[0] // stream.hop)
+  n_blocks = -(-(audio.shape[0] + stream.latency) // stream.block_size)
+  padded = np.zeros(n_blocks * stream.block_size, np.float32)
+  padded[:audio.shape[0]] = audio
+  state = stream.initial_state(1)
+  step = tf.function(stream.step)
+  outs = {k: [] for k in stream.keys}
+  for i in range(n_blocks):
+    feats, state = step(tf.constant(padded[np.newaxis, i * stream.block_size:(i + 1) * stream.block_size]), state)
+    for k in outs:
+      outs[k].append(feats[k].numpy()[0])
+  d = stream.latency_frames
+  return {k: np.concatenate(v)[d:d + n_frames] for k, v in outs.items()}
+
+
+@pytest.mark.parametrize('sample_rate,frame_rate,block_frames', [(16000, 250, 4), (48000, 50, 1)])
+def test_stream_features_equal_offline(sample_rate, frame_rate, block_frames):
+  audio = _clip(sample_rate)
+  stream = stream_features.FeatureStream(sample_rate, frame_rate, block_frames)
+  hop = sample_rate // frame_rate
+  # The stated look-ahead: half the loudness FFT, and 512 + 32 samples at 16 kHz for CREPE (resampler delay).
+  factor = sample_rate // 16000
+  assert stream.lookahead_samples == {'loudness': 1024, 'f0': (512 + (32 if factor > 1 else 0)) * factor}
+  assert (stream.latency_frames + 1) * hop >= max(stream.lookahead_samples.values())
+  assert stream.latency_frames * hop < max(stream.lookahead_samples.values())
+  got = _stream_features(stream, audio)
+  ld = spectral_ops.compute_loudness(audio, sample_rate, frame_rate)
+  assert ld.max() > -30.0 and ld.min() < -100.0  # the clip has notes and silence
+  np.testing.assert_allclose(got['loudness_db'], ld, atol=1e-3, rtol=0)
+  f0, conf = pitch.compute_f0(stream_features.resample_to_crepe(audio, sample_rate), 16000, frame_rate)
+  voiced = conf > 0.5
+  assert voiced.mean() > 0.3
+  # The end edge (module doc): at 48 kHz the last frames whose CREPE window reaches past the end differ.
+  edge = 0 if factor == 1 else -(-(512 + 32) // (16000 // frame_rate))
+  interior = slice(0, f0.shape[0] - edge)
+  np.testing.assert_allclose(got['f0_hz'][interior], f0[interior], atol=1e-3, rtol=0)
+  np.testing.assert_allclose(got['f0_confidence'][interior], conf[interior], atol=1e-3, rtol=0)
+  if factor > 1:
+    # The causal FIR instead of soxr: how far the stream's f0 is from compute_f0's own resampling.
+    f0_soxr, conf_soxr = pitch.compute_f0(audio, sample_rate, frame_rate)
+    both = voiced & (conf_soxr > 0.5)
+    cents = np.abs(1200.0 * np.log2(got['f0_hz'][both] / f0_soxr[both]))
+    assert np.median(cents) < 1.0 and np.abs(got['f0_confidence'] - conf_soxr)[interior].max() < 0.05
+
+
+def test_resampler_is_a_lowpass():
+  """The decimator passes 1 kHz at unit gain and removes 12 kHz (which would alias to 4 kHz)."""
+  t = np.arange(48000) / 48000.0
+  for freq, lo, hi in [(1000.0, 0.99, 1.01), (12000.0, 0.0, 1e-3)]:
+    y = stream_features.resample_to_crepe(np.sin(2 * np.pi * freq * t), 48000)
+    assert y.shape == (16000,)
+    gain = np.sqrt(2.0 * np.mean(y[1000:-1000] ** 2))
+    assert lo <= gain <= hi, (freq, gain)
+
+
+def test_stream_features_refuse_bad_geometry():
+  with pytest.raises(ValueError, match='multiple of 16000'):
+    stream_features.FeatureStream(44100, 50, 1)
+  with pytest.raises(ValueError, match='whole hop'):
+    stream_features.FeatureStream(16000, 300, 1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Audio -> audio.
+# ------------------------------------------------------------------------------------------------------------
+def _build(sample_rate, frame_rate, secs=CLIP_SECS):
+  n_frames = int(secs * frame_rate)
+  ddsp_run.parse_gin(['models/tiny.gin'], [
+      f'sample_rate = {sample_rate}', f'n_samples = {int(secs * sample_rate)}', f'time_steps = {n_frames}',
+      'RnnFcDecoder.rnn_channels = 32', f'Reverb.reverb_length = {sample_rate // 10}'])
+  model = models.get_model()
+  model({'f0_hz': np.full([1, n_frames], 220.0, np.float32), 'loudness_db': np.full([1, n_frames], -30.0,
+                                                                                         np.float32)})
+  assert model.sample_rate == sample_rate and model.hop_size == sample_rate // frame_rate
+  dense = model.decoder.dense_out
+  bias = dense.bias.numpy()
+  bias[0] += 3.0      # audible harmonics
+  bias[-65:] -= 30.0  # noise below 1e-6: the offline and live noise draws differ
+  dense.bias.assign(bias)
+  return model
+
+
+@pytest.fixture(scope='module')
+def model16():
+  return _build(16000, 250)
+
+
+def test_live_audio_equals_offline_model_on_offline_features(model16):
+  audio = _clip(16000)
+  player = live.LiveModel(model16, block_size=256)
+  assert player.features.latency_frames == 16 and player.streamer.latency_frames == 2  # 15, whole blocks
+  assert player.latency == 18 * 64 and player.total_latency == 256 + 18 * 64
+  out, feats = player.process(audio)
+  ld = spectral_ops.compute_loudness(audio, 16000, 250)
+  f0, _ = pitch.compute_f0(audio, 16000, 250)
+  np.testing.assert_allclose(feats['loudness_db'][0], ld, atol=1e-3, rtol=0)
+  np.testing.assert_allclose(feats['f0_hz'][0], f0, atol=1e-3, rtol=0)
+  # The audio: the offline model on the live features, sample for sample (the synthesis is exact) ...
+  ref = model16({'f0_hz': feats['f0_hz'], 'loudness_db': feats['loudness_db']})['audio_synth'].numpy()[0]
+  assert out.shape == (1, audio.shape[0])
+  assert np.sqrt(np.mean(ref ** 2)) > 0.01
+  # (offline holds the last frame over the last hop; the live stream goes on into the frames after the end)
+  np.testing.assert_allclose(out[0, :-64], ref[:-64], atol=1e-3, rtol=0)
+  # ... and on the offline features: f0 differences of ~1e-4 Hz move the phase of high harmonics over 2 s by a
+  # few hundredths of a radian, so the frame energies are compared (within 1 %).
+  offline = model16({'f0_hz': f0[np.newaxis], 'loudness_db': ld[np.newaxis]})['audio_synth'].numpy()[0]
+  energy = lambda x: np.sum(x.reshape(-1, 256) ** 2, axis=1)
+  loud = energy(offline) > 1e-2 * energy(offline).max()
+  np.testing.assert_allclose(energy(out[0])[loud], energy(offline)[loud], rtol=0.01)
+
+
+def test_live_step_refuses_bad_blocks(model16):
+  player = live.LiveModel(model16, block_size=256)
+  state = player.initial_state(1)
+  with pytest.raises(ValueError, match='multiple of the hop'):
+    live.LiveModel(model16, block_size=100)
+  with pytest.raises(ValueError, match=r'\[batch, 256\]'):
+    player.step(np.zeros([1, 128], np.float32), state)
+  with pytest.raises(ValueError, match='mono'):
+    player.step(np.zeros([1, 256, 2], np.float32), state)
+  with pytest.raises(ValueError, match='model rate 16000 Hz, got 48000'):
+    player.step(np.zeros([1, 256], np.float32), state, sample_rate=48000)
+
+
+def test_nan_block_is_silence_and_state_stays_finite(model16):
+  audio = _clip(16000)[:256 * 40].reshape(40, 256)
+  player = live.LiveModel(model16, block_size=256)
+  outs = {}
+  for name, bad in (('clean', None), ('nan', np.nan), ('inf', np.inf)):
+    state = player.initial_state(1)
+    out = []
+    for i, block in enumerate(audio):
+      block = block.copy()
+      if bad is not None and i == 20:
+        block[17] = bad
+      y, state = player.step(block[np.newaxis], state)
+      out.append(y.numpy()[0])
+      assert all(np.all(np.isfinite(v.numpy())) for v in state.values())
+    outs[name] = np.concatenate(out)
+  silent = audio.copy()
+  silent[20] = 0.0
+  state, ref = player.initial_state(1), []
+  for block in silent:
+    y, state = player.step(block[np.newaxis], state)
+    ref.append(y.numpy()[0])
+  ref = np.concatenate(ref)
+  assert np.abs(ref - outs['clean']).max() > 1e-4  # the silenced block changes the output
+  np.testing.assert_allclose(outs['nan'], ref, atol=1e-6)
+  np.testing.assert_allclose(outs['inf'], ref, atol=1e-6)
+
+
+def test_live_48k_50_frames_per_second():
+  """The real-time geometry: 48 kHz, 50 frames/s, 960-sample blocks; latency stated in frames and samples."""
+  model = _build(48000, 50, secs=1.0)
+  audio = _clip(48000)[:48000]
+  player = live.LiveModel(model, block_size=960)
+  assert player.features.latency_frames == 1 and player.latency == 3 * 960
+  out, feats = player.process(audio)
+  ld = spectral_ops.compute_loudness(audio, 48000, 50)
+  np.testing.assert_allclose(feats['loudness_db'][0], ld, atol=1e-3, rtol=0)
+  assert out.shape == (1, 48000) and np.all(np.isfinite(out))
+  ref = model({'f0_hz': feats['f0_hz'], 'loudness_db': feats['loudness_db']})['audio_synth'].numpy()[0]
+  np.testing.assert_allclose(out[0, :-960], ref[:-960], atol=1e-3, rtol=0)
