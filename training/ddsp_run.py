@@ -110,8 +110,8 @@ def main(argv):
                  early_stop_loss=FLAGS.early_stop_loss, jit_compile=FLAGS.jit_compile,
                  mixed_precision=FLAGS.mixed_precision, seed=FLAGS.seed, eval_once=FLAGS.eval_once,
                  progress_bar=FLAGS.progress_bar)
-  except (experiment.GinConfigError, FileNotFoundError, train_util.DataError, trainers.NonFiniteLossError,
-          checkpoints.IncompatibleCheckpointError) as e:
+  except (experiment.GinConfigError, FileNotFoundError, train_util.DataError, train_util.StrategyError,
+          trainers.NonFiniteLossError, checkpoints.IncompatibleCheckpointError) as e:
     print(f'ddsp_run: error: {cli.first_line(e)}', file=sys.stderr)
     sys.exit(1)
   if FLAGS.mode == 'train':

@@ -8,6 +8,9 @@
     the optimiser state and the data order;
   * it saves every `steps_per_save` steps, at the end, on SIGTERM / SIGINT (the signal sets a flag that the
     loop checks after the running step), and when the total loss falls below `early_stop_loss_value`;
+  * under MultiWorkerMirroredStrategy (`TF_CONFIG`) only the chief (worker 0, or the `chief` task) writes the
+    checkpoints, summaries and gin config into `save_dir`, which every worker must see (a shared folder);
+    a signal to any worker stops all of them after saving at one agreed step (`ddsp.training.signals`);
   * a NaN or Inf loss stops the run with `NonFiniteLossError`; nothing is saved after the last good
     checkpoint;
   * every `steps_per_summary` steps it writes TensorBoard summaries (every loss term, learning rate, gradient
@@ -15,12 +18,11 @@
   * it writes the operative gin config as `operative_config-<step>.gin` into `save_dir`.
 """
 import contextlib
+import functools
 import json
 import logging as std_logging
 import math
 import os
-import signal
-import threading
 import time
 
 from absl import logging
@@ -30,6 +32,7 @@ import tensorflow as tf
 
 from ddsp import file_utils
 from ddsp.training import checkpoints
+from ddsp.training import signals
 from ddsp.training import summaries
 from ddsp.training import trainers
 
@@ -39,6 +42,43 @@ STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
 # ------------------------------------------------------------------------------------------------------------
 # Strategies.
 # ------------------------------------------------------------------------------------------------------------
+class StrategyError(ValueError):
+  """The distribution strategy cannot be set up as asked (e.g. a missing or malformed TF_CONFIG)."""
+
+
+_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", '
+                      '"index": 0}}')
+
+
+def check_tf_config(tf_config):
+  """Refuses a TF_CONFIG (JSON text) that MultiWorkerMirroredStrategy cannot use, with a StrategyError.
+
+  It must name the cluster (job name -> list of "host:port") and this process's task in it (`type` one of
+  the cluster's jobs, `index` within its list). Returns the parsed dict.
+  """
+  hint = f'; e.g. TF_CONFIG=\'{_TF_CONFIG_EXAMPLE}\''
+  if not tf_config:
+    raise StrategyError('--strategy=multi_worker needs the TF_CONFIG environment variable' + hint)
+  try:
+    config = json.loads(tf_config)
+  except ValueError as e:
+    raise StrategyError(f'TF_CONFIG is not valid JSON ({e}): {tf_config!r}') from e
+  cluster = config.get('cluster') if isinstance(config, dict) else None
+  if not (isinstance(cluster, dict) and cluster and all(
+      isinstance(v, list) and v and all(isinstance(a, str) for a in v) for v in cluster.values())):
+    raise StrategyError(f'TF_CONFIG needs "cluster": a job name -> list of "host:port" addresses, got '
+                        f'{tf_config!r}' + hint)
+  task = config.get('task')
+  if not (isinstance(task, dict) and task.get('type') in cluster):
+    raise StrategyError(f'TF_CONFIG needs "task": {{"type": one of {sorted(cluster)}, "index": ...}}, got '
+                        f'{task!r}' + hint)
+  index, size = task.get('index'), len(cluster[task['type']])
+  if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size):
+    raise StrategyError(f'TF_CONFIG task index {index!r} is not in [0, {size - 1}] (the cluster lists {size} '
+                        f'{task["type"]!r} address(es)).')
+  return config
+
+
 @gin.configurable
 def get_strategy(strategy='default', tpu=None, devices=None):
   """Returns a `tf.distribute.Strategy`.
@@ -65,15 +105,7 @@ def get_strategy(strategy='default', tpu=None, devices=None):
         devices = [d.name for d in cpus]
     return tf.distribute.MirroredStrategy(devices=devices)
   if strategy == 'multi_worker':
-    tf_config = os.environ.get('TF_CONFIG')
-    if not tf_config:
-      raise ValueError('strategy=multi_worker needs the TF_CONFIG environment variable, e.g. '
-                       '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", '
-                       '"index": 0}}.')
-    try:
-      json.loads(tf_config)
-    except ValueError as e:
-      raise ValueError(f'TF_CONFIG is not valid JSON: {tf_config!r} ({e}).') from e
+    check_tf_config(os.environ.get('TF_CONFIG'))
     return tf.distribute.MultiWorkerMirroredStrategy()
   resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or '')
   tf.config.experimental_connect_to_cluster(resolver)
@@ -191,38 +223,6 @@ def example_batch(dataset):
       return tf.zeros(shape, spec.dtype)
     return tf.nest.map_structure(zeros, specs)
   return tf.nest.map_structure(lambda x: x[:1], next(iter(dataset.take(1))))
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Signals.
-# ------------------------------------------------------------------------------------------------------------
-class _StopSignal:
-  """SIGTERM / SIGINT set a flag that the training loop checks between steps; a second SIGINT interrupts."""
-
-  def __init__(self):
-    self.signum = None
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    else:
-      logging.warning('train() runs outside the main thread: SIGTERM/SIGINT will not trigger a checkpoint.')
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signum is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    self.signum = signum
-    logging.warning('Received %s: saving a checkpoint after the current step, then stopping.',
-                    signal.Signals(signum).name)
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    return False
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -426,11 +426,35 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
 
   step = start_step
   interval_steps, interval_time = 0, 0.0
+  saved_step = None
+
+  def save():
+    # Once per step: the cluster's agreed save may come right after a periodic one.
+    nonlocal saved_step
+    if saved_step != trainer.step:
+      result['checkpoint'] = trainer.save()
+      saved_step = trainer.step
+
+  cluster = None
   try:
-    with _StopSignal() as stop, writer.as_default():
+    with signals.StopSignal() as stop, writer.as_default():
+      if signals.is_multi_worker(trainer.strategy):
+        # A worker that left alone would block the others in the next all-reduce: all stop at one step.
+        cluster = signals.ClusterStop(trainer.strategy, stop, save, save_dir)
+        if not cluster.active:
+          cluster.close()
+          cluster = None
+      train_step = trainer.train_step if cluster is None else functools.partial(cluster.run, trainer.train_step)
       while step < num_steps:
         t0 = time.perf_counter()
-        losses, grad_norm, local_batch = trainer.train_step(iterator)
+        try:
+          losses, grad_norm, local_batch = train_step(iterator)
+        except signals.ClusterStopped:
+          result['stopped'] = 'signal'
+          who = f'Received {stop.name}' if stop.signum is not None else 'Another worker received a stop signal'
+          logging.warning('%s: every worker saved step %d (%s) and stopped.', who, trainer.step,
+                          result['checkpoint'])
+          break
         losses = {k: float(v) for k, v in losses.items()}
         grad_norm = float(grad_norm)
         dt = time.perf_counter() - t0
@@ -468,12 +492,12 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
           stop_reason = 'early_stop'
           say(f"Total loss {losses['total_loss']:.5g} < early_stop_loss_value {early_stop_loss_value:.5g} at "
               f'step {step}: stopping.')
-        if stop.signum is not None:
+        if stop.signum is not None and cluster is None:
           stop_reason = 'signal'
         if step % steps_per_save == 0 or stop_reason or step >= num_steps:
-          result['checkpoint'] = trainer.save()
+          save()
           if stop_reason == 'signal':
-            say(f"Saved {result['checkpoint']} after {signal.Signals(stop.signum).name}.")
+            say(f"Saved {result['checkpoint']} after {stop.name}.")
         if stop_reason:
           result['stopped'] = stop_reason
           break
@@ -484,6 +508,8 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
         f'({latest or "none was written"}). Lower the learning rate, check the data for NaN/Inf, or '
         'restore from that checkpoint.') from None
   finally:
+    if cluster is not None:
+      cluster.close()
     if bar is not None:
       bar.close()
     writer.flush()
