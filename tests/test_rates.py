@@ -131,3 +131,33 @@ def test_bundled_48k_phrases_are_full_band():
     freqs = np.fft.rfftfreq(audio.size, 1.0 / 48000)
     above_8k = power[freqs > 8000].sum() / power.sum()
     assert above_8k > 10 ** (-40 / 10), (name, above_8k)  # more than -40 dB of the energy above 8 kHz
+
+
+def test_realtime_model_streams_block_by_block_as_offline():
+  """StreamingModel runs the 48 kHz real-time model from f0 and loudness frames; fed the loudness the model's
+  own preprocessor computes from the audio, it equals the offline model run on that audio (same noise)."""
+  from ddsp.training import ddsp_run
+  from ddsp.training import models
+  from ddsp.training import streaming
+  ddsp_run.parse_gin(['models/realtime/realtime_48k.gin'], ['example_secs = 2', 'FilteredNoise.seed = 7',
+                                                            'RnnFcDecoder.rnn_channels = 16'])
+  model = models.get_model()
+  t = np.arange(96000) / 48000.0
+  f0 = 220.0 * 2.0 ** (0.5 * np.sin(2 * np.pi * 0.5 * t))
+  audio = (0.4 * np.sin(2 * np.pi * np.cumsum(f0) / 48000.0) * np.minimum(1.0, 4 * t)).astype(np.float32)[None]
+  f0_frames = f0[::960][None].astype(np.float32)
+  features = {'audio': tf.constant(audio), 'f0_hz': tf.constant(f0_frames)}
+  model(features)
+  bias = model.decoder.dense_out.bias.numpy()
+  bias[0] += 3.0  # audible harmonic and noise parts
+  bias[-65:] += 4.0
+  model.decoder.dense_out.bias.assign(bias)
+  offline = model(features, training=False)  # loudness computed from the audio inside the model
+  loudness = model.preprocessor.compute_loudness(audio).numpy()
+  np.testing.assert_allclose(offline['loudness_db'].numpy()[..., 0], loudness, atol=1e-5)
+  streamer = streaming.StreamingModel(model, block_size=4 * 960)
+  assert (streamer.hop, streamer.latency) == (960, 2 * 960)  # 20 ms frames, 40 ms of synthesis latency
+  out = streamer.process(f0_frames, loudness, noise=streaming.offline_noise(model, 1)).numpy()
+  ref = offline['audio_synth'].numpy()
+  assert np.max(np.abs(ref)) > 0.1
+  np.testing.assert_allclose(out, ref, atol=1e-3 * np.max(np.abs(ref)))
