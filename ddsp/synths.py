@@ -2,7 +2,10 @@
 
 All take controls at the frame rate (`[batch, n_frames, channels]`) and return audio `[batch, n_samples]`.
 """
+import contextlib
 import math
+import threading
+import zlib
 
 import gin
 import keras
@@ -249,6 +252,42 @@ class Wavetable(processors.Processor):
     return tf.reduce_sum(amp_env * values, axis=-1)
 
 
+class _TrainingNoise(threading.local):
+  """The seed of `training_noise` (per thread: tf.distribute traces each replica's step on its own thread)."""
+  seed = None  # int64 [2] tensor (key, counter) while a training step is traced, else None
+  nodes = frozenset()  # ids of the FilteredNoise layers that draw from it despite a seed of their own
+
+
+_TRAINING_NOISE = _TrainingNoise()
+
+
+@contextlib.contextmanager
+def training_noise(seed, nodes=()):
+  """Within this block (on this thread) FilteredNoise draws stateless noise from `seed`.
+
+  The trainer wraps each replica's forward pass in it, so that the noise of a training step is a function of
+  the step alone: new noise every step and every replica, and a run resumed from a checkpoint draws exactly
+  the noise that an uninterrupted run draws (its weights end bit-identical). Works eagerly, in `tf.function`
+  and under XLA (`tf.random.stateless_uniform`).
+
+  Args:
+    seed: int `[2]` (a tensor inside a traced step): (key, counter). The trainer passes
+      (`Trainer.noise_seed`, batch index * replicas + replica id). Each layer folds its name and its own
+      seed into the key, so two noise nodes draw independent noise.
+    nodes: FilteredNoise layers that draw from `seed` although they were given a `seed` of their own (the
+      model's synthesis nodes: a fixed seed would repeat one noise signal every step). A FilteredNoise
+      without a seed always draws from `seed` here; other seeded ones (the fixed noise of a
+      `FilteredNoiseReverb` IR) keep their fixed noise.
+  """
+  previous = (_TRAINING_NOISE.seed, _TRAINING_NOISE.nodes)
+  _TRAINING_NOISE.seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+  _TRAINING_NOISE.nodes = frozenset(id(n) for n in nodes)
+  try:
+    yield
+  finally:
+    _TRAINING_NOISE.seed, _TRAINING_NOISE.nodes = previous
+
+
 @gin.register
 class FilteredNoise(processors.Processor):
   """Uniform noise in [-1, 1] through a linear-time-varying FIR filter (the paper's noise synthesizer).
@@ -266,7 +305,8 @@ class FilteredNoise(processors.Processor):
       window_size: length of each frame's impulse response (capped at 2 * (n_bands - 1) - 1).
       scale_fn: applied to `magnitudes + initial_bias`; None uses the magnitudes as given.
       initial_bias: added before `scale_fn`; -5 makes a fresh model quiet.
-      seed: optional int; the same seed gives the same noise on every call (deterministic synthesis).
+      seed: optional int; the same seed gives the same noise on every call (deterministic synthesis). In
+        training (`training_noise`, entered by the trainer) the noise comes from the step instead.
       name: layer name.
       **kwargs: for keras.layers.Layer.
     """
@@ -287,8 +327,18 @@ class FilteredNoise(processors.Processor):
     return {'magnitudes': magnitudes}
 
   def noise(self, batch_size):
-    """Uniform white noise in [-1, 1], `[batch, n_samples]`."""
+    """Uniform white noise in [-1, 1], `[batch, n_samples]`.
+
+    Inside `training_noise`: stateless noise of the training step's seed (see there). Otherwise: the fixed
+    noise of `seed`, or, without a seed, a fresh draw of TensorFlow's stateful generator.
+    """
     shape = [batch_size, self.n_samples]
+    step_seed = _TRAINING_NOISE.seed
+    if step_seed is not None and (self.seed is None or id(self) in _TRAINING_NOISE.nodes):
+      # A 31-bit salt of the layer (its name and seed) in the low bits of the key keeps nodes independent.
+      salt = zlib.crc32(f'{self.name}:{self.seed}'.encode()) & 0x7FFFFFFF
+      key = step_seed[0] * (2 ** 31) + salt
+      return tf.random.stateless_uniform(shape, seed=tf.stack([key, step_seed[1]]), minval=-1.0, maxval=1.0)
     if self.seed is None:
       return tf.random.uniform(shape, -1.0, 1.0)
     return tf.random.stateless_uniform(shape, seed=[int(self.seed), 0], minval=-1.0, maxval=1.0)

@@ -9,7 +9,12 @@
     global norm, and applied by Adam with an exponentially decaying learning rate. With one replica and with
     N replicas the update is the same for the same global batch (up to float summation order);
   * checkpoints (`tf.train.Checkpoint` + `tf.train.CheckpointManager`): model, optimiser (moments, step
-    counter) and optionally the tf.data iterator; `restore` continues the step count.
+    counter), the count of batches consumed and optionally the tf.data iterator; `restore` continues the
+    step count;
+  * the noise: every FilteredNoise node draws stateless noise seeded by (`noise_seed`, batch index *
+    replicas + replica id) (`ddsp.synths.training_noise`), so each step and replica gets new noise and a run
+    killed and resumed from a checkpoint ends with the same weights, bit for bit, as an uninterrupted run
+    (given the same data order, which `train_util.train` restores).
 
 The loop around it (data, summaries, signals, progress bar) is `ddsp.training.train_util.train`.
 
@@ -27,6 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ddsp import processors
+from ddsp import synths
 from ddsp.training import checkpoints
 
 MIXED_PRECISION_MODES = (None, 'none', 'bfloat16', 'float16')
@@ -98,6 +105,19 @@ def _local_task_id(strategy):
   return int(getattr(resolver, 'task_id', 0) or 0)
 
 
+def _noise_nodes(model):
+  """The FilteredNoise nodes of a model's ProcessorGroup (nested groups included): they get training noise."""
+  nodes, groups = [], [getattr(model, 'processor_group', None)]
+  while groups:
+    group = groups.pop()
+    for proc in getattr(group, 'processors', None) or []:
+      if isinstance(proc, synths.FilteredNoise):
+        nodes.append(proc)
+      elif isinstance(proc, processors.ProcessorGroup):
+        groups.append(proc)
+  return tuple(nodes)
+
+
 def _first_examples(batch, n):
   """The first `n` examples of every tensor of a feature dict (`[batch, ...]` -> `[n, ...]`)."""
   return tf.nest.map_structure(lambda x: x[:n], batch)
@@ -149,6 +169,8 @@ class Trainer:
     mixed_precision: None/'none', 'bfloat16' or 'float16': the precision the model's networks were built
       with (`set_mixed_precision` before building the model; `ddsp_run --mixed_precision` does it). Losses
       are cast to float32; 'float16' also wraps the optimiser in a dynamic `LossScaleOptimizer`.
+    noise_seed: int; the key of the training noise (see the module docstring): runs with the same seed and
+      data draw the same noise at the same step.
   """
 
   def __init__(self,
@@ -161,7 +183,8 @@ class Trainer:
                grad_clip_norm=3.0,
                checkpoints_to_keep=3,
                jit_compile=False,
-               mixed_precision=None):
+               mixed_precision=None,
+               noise_seed=0):
     if model is None:
       raise ValueError('Trainer needs a model (got None).')
     if not callable(getattr(model, 'compute_losses', None)):
@@ -181,6 +204,8 @@ class Trainer:
       raise ValueError(f'checkpoints_to_keep must be an integer >= 1, got {checkpoints_to_keep!r}.')
     if mixed_precision not in MIXED_PRECISION_MODES:
       raise ValueError(f'mixed_precision must be one of {MIXED_PRECISION_MODES}, got {mixed_precision!r}.')
+    if not (isinstance(noise_seed, (int, np.integer)) and 0 <= noise_seed < 2 ** 31):
+      raise ValueError(f'noise_seed must be an integer in [0, 2**31), got {noise_seed!r}.')
 
     self.model = model
     self.strategy = strategy or tf.distribute.get_strategy()
@@ -192,6 +217,8 @@ class Trainer:
     self.checkpoints_to_keep = int(checkpoints_to_keep)
     self.jit_compile = bool(jit_compile)
     self.mixed_precision = None if mixed_precision == 'none' else mixed_precision
+    self.noise_seed = int(noise_seed)
+    self._noise_nodes = _noise_nodes(model)
     self._check_policy()
 
     with self.strategy.scope():
@@ -378,10 +405,13 @@ class Trainer:
       losses['regularization_loss'] = tf.add_n([tf.cast(r, tf.float32) for r in regularization])
     return outputs, losses
 
-  def _compute_grads_impl(self, batch):
-    """Per-replica forward + backward pass: (loss dict incl. total_loss, gradients of the scaled total)."""
+  def _compute_grads_impl(self, batch, noise_seed):
+    """Per-replica forward + backward pass: (loss dict incl. total_loss, gradients of the scaled total).
+
+    `noise_seed` int64 [2]: the seed of this replica's training noise (`_replica_noise_seed`).
+    """
     variables = self.model.trainable_variables
-    with tf.GradientTape() as tape:
+    with tf.GradientTape() as tape, synths.training_noise(noise_seed, self._noise_nodes):
       _, losses = self._compute_losses(batch, training=True)
       total = tf.add_n(list(losses.values()))
       # Every replica's loss is the mean over its share of the batch; dividing by the number of replicas
@@ -393,9 +423,19 @@ class Trainer:
     losses['total_loss'] = total
     return losses, grads
 
-  def _replica_grads(self, batch):
-    """Per-replica losses and the gradients all-reduced over replicas (the global-batch mean's gradient)."""
-    losses, grads = self._compute_grads(batch)
+  def _replica_noise_seed(self, batch_index):
+    """(noise_seed, batch_index * replicas + this replica's id): the seed of this replica's noise."""
+    ctx = tf.distribute.get_replica_context()
+    replica = 0 if ctx is None else ctx.replica_id_in_sync_group
+    counter = (tf.cast(batch_index, tf.int64) * self.num_replicas + tf.cast(replica, tf.int64))
+    return tf.stack([tf.constant(self.noise_seed, tf.int64), counter])
+
+  def _replica_grads(self, batch, batch_index):
+    """Per-replica losses and the gradients all-reduced over replicas (the global-batch mean's gradient).
+
+    `batch_index`: the index of this global batch in the run (`batches_consumed` before it); seeds the noise.
+    """
+    losses, grads = self._compute_grads(batch, self._replica_noise_seed(batch_index))
     ctx = tf.distribute.get_replica_context()
     present = [i for i, g in enumerate(grads) if g is not None]
     if ctx is not None and self.num_replicas > 1 and present:
@@ -405,8 +445,8 @@ class Trainer:
         grads[i] = g
     return losses, list(grads)
 
-  def _replica_step(self, batch):
-    losses, grads = self._replica_grads(batch)
+  def _replica_step(self, batch, batch_index):
+    losses, grads = self._replica_grads(batch, batch_index)
     grad_norm = tf.linalg.global_norm([g for g in grads if g is not None])
     if self.mixed_precision == 'float16':
       grad_norm = grad_norm / tf.cast(self.optimizer.dynamic_scale, grad_norm.dtype)
@@ -426,7 +466,9 @@ class Trainer:
 
     @tf.function
     def fn(iterator):
-      _, grads = self.strategy.run(self._replica_grads, args=(next(iterator),))
+      # The noise of the next train_step (the same batch index; nothing is incremented here).
+      index = self.batches_consumed.read_value()
+      _, grads = self.strategy.run(self._replica_grads, args=(next(iterator), index))
       return [None if g is None else self.strategy.experimental_local_results(g)[0] for g in grads]
 
     grads = fn(iterator)
@@ -437,7 +479,8 @@ class Trainer:
 
   def _train_step(self, iterator):
     batch = next(iterator)
-    losses, grad_norm = self.strategy.run(self._replica_step, args=(batch,))
+    index = self.batches_consumed.read_value()  # this batch's index: seeds the noise of the step
+    losses, grad_norm = self.strategy.run(self._replica_step, args=(batch, index))
     self.batches_consumed.assign_add(1)
     mean = tf.distribute.ReduceOp.MEAN
     losses = {k: self.strategy.reduce(mean, v, axis=None) for k, v in losses.items()}
