@@ -4,6 +4,7 @@ A tiny model (1 s examples, a 16-unit GRU, an 800-tap reverb) is trained for 2 s
 module. References: the restored Keras model (offline, its noise seeded like the export's) and the Keras
 `StreamingModel` (streaming; the same seeded noise table as the export).
 """
+import json
 import os
 import shutil
 import subprocess
@@ -146,3 +147,40 @@ def test_cli_reports_errors(tmp_path):
                           check=False)
   assert result.returncode == 1
   assert 'ddsp_export: error:' in result.stderr and 'operative_config' in result.stderr
+
+
+@pytest.mark.filterwarnings('ignore:.*tf.lite.Interpreter is deprecated')
+def test_tflite_live_audio_to_audio_matches_keras(model, save_dir, tmp_path):
+  """`--streaming --with_features`: the TFLite step over a bundled clip, block by block, equals the Keras
+  LiveModel (audio and the features it computed)."""
+  import soundfile as sf
+  from ddsp import bundled
+  from ddsp.training import live
+  clip, rate = sf.read(bundled.asset_path('voice_like_phrase.flac'), dtype='float32')
+  assert rate == 16000
+  clip = clip[:256 * 62]
+  out = str(tmp_path / 'live.tflite')
+  meta = export_lib.export(save_dir, out, 'tflite', streaming=True, block_size=256, with_features=True)
+  player = live.LiveModel(model, 256, noise_seed=0)
+  assert meta['with_features'] and meta['latency'] == player.latency == 18 * 64
+  assert meta['total_latency'] == 256 + 18 * 64 and meta['lookahead_samples'] == {'loudness': 1024, 'f0': 512}
+  with open(out + '.json', encoding='utf-8') as f:
+    assert json.load(f)['state'] == meta['state']
+  runner = tf.lite.Interpreter(out).get_signature_runner()
+  state_tfl = {k: np.zeros(v['shape'], v['dtype']) for k, v in meta['state'].items()}
+  state_keras = player.initial_state(1)
+  outs_tfl, outs_keras, f0_tfl, f0_keras = [], [], [], []
+  for block in clip.reshape(-1, 256):
+    result = dict(runner(audio=block[np.newaxis], **state_tfl))
+    outs_tfl.append(result.pop('audio'))
+    f0_tfl.append(result.pop('f0_hz'))
+    for key in ('f0_confidence', 'loudness_db'):
+      result.pop(key)
+    state_tfl = result
+    y, state_keras, feats = player.step_with_features(block[np.newaxis], state_keras)
+    outs_keras.append(y.numpy())
+    f0_keras.append(feats['f0_hz'].numpy())
+  ref = np.concatenate(outs_keras, axis=1)
+  assert np.sqrt(np.mean(ref[:, player.latency:] ** 2)) > 1e-4
+  np.testing.assert_allclose(np.concatenate(f0_tfl, axis=1), np.concatenate(f0_keras, axis=1), rtol=1e-4)
+  np.testing.assert_allclose(np.concatenate(outs_tfl, axis=1), ref, atol=1e-3, rtol=0)

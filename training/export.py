@@ -48,6 +48,10 @@ def define_flags():
   flags.DEFINE_integer('batch_size', None, RANGES['batch_size'].help('Fixed batch size of the signature '
                        '(default: any for saved_model, 1 for tflite).'))
   flags.DEFINE_integer('noise_seed', 0, 'Seed of the filtered-noise source in the exported graph.')
+  flags.DEFINE_boolean('with_features', False, 'With --streaming: export the whole live step, audio block -> '
+                       'audio block, with the causal loudness and CREPE f0 of the input inside.')
+  flags.DEFINE_enum('crepe_model', 'tiny', ['tiny', 'small', 'medium', 'large', 'full'],
+                    'CREPE capacity of the live f0 (--with_features).')
 
 
 def check_flags(flag_values=FLAGS):
@@ -57,6 +61,9 @@ def check_flags(flag_values=FLAGS):
     ddsp.validation.ValidationError: naming the flag, its value and what is accepted.
   """
   validation.check_flags(flag_values, RANGES, {'format': FORMATS})
+  if flag_values['with_features'].value and not flag_values['streaming'].value:
+    raise validation.ValidationError('--with_features needs --streaming (it exports the live audio -> audio '
+                                     'step).')
 
 
 def check_output(save_dir, output, fmt, checkpoint=None):
@@ -97,11 +104,15 @@ def main(argv):
     sys.exit(1)
   try:
     meta = export_lib.export(FLAGS.save_dir, FLAGS.output, FLAGS.format, FLAGS.streaming, FLAGS.block_size,
-                  FLAGS.batch_size, FLAGS.checkpoint, FLAGS.noise_seed)
+                  FLAGS.batch_size, FLAGS.checkpoint, FLAGS.noise_seed, FLAGS.with_features,
+                  FLAGS.crepe_model)
   except export_lib.ExportError as e:
     print(f'ddsp_export: error: {e}', file=sys.stderr)
     sys.exit(1)
-  if meta['streaming']:
+  if meta.get('with_features'):
+    kind = (f"live audio -> audio, {meta['block_size']}-sample blocks, latency {meta['latency']} samples, "
+            f"total with the block {meta['total_latency']}")
+  elif meta['streaming']:
     kind = f"streaming, {meta['block_size']}-sample blocks, latency {meta['latency']} samples"
   else:
     kind = f"offline, {meta['frames']} frames -> {meta['n_samples']} samples"

@@ -18,6 +18,11 @@ comes out explicitly, under the same names, so the exported function is stateles
 tensor at zero and feed each output state back into the next call. The audio lags the input by
 `latency` samples (2 frames); the first `latency` samples are silence.
 
+Live export (`--streaming --with_features`): `serving_default(audio [B, block_size], <state>...) -> {'audio',
+'f0_hz', 'f0_confidence', 'loudness_db', <state>...}`: the whole audio -> audio step of
+`ddsp.training.live.LiveModel` (causal loudness and CREPE f0 of the input, then the model), state as above;
+the JSON also records the feature look-ahead and the total latency.
+
 Noise: the exported graphs draw seeded, stateless noise (`--noise_seed`), so they are deterministic. A JSON
 file next to the export (`<output>/ddsp_export.json` for a SavedModel, `<output>.json` for TFLite) records the
 geometry (sample rate, hop, block size, latency) and the state's names, shapes and dtypes.
@@ -72,6 +77,44 @@ def load_model(save_dir, checkpoint=None):
 # ------------------------------------------------------------------------------------------------------------
 # Serving functions.
 # ------------------------------------------------------------------------------------------------------------
+def live_serving_function(model, block_size=256, batch_size=1, noise_seed=0, crepe_model='tiny'):
+  """The whole live step, audio -> audio (`ddsp.training.live.LiveModel`), as a concrete function.
+
+  Signature: `serving_default(audio [B, block_size], <state>...) -> {'audio', 'f0_hz', 'f0_confidence',
+  'loudness_db', <state>...}` (features `[B, block_frames]` of input frames [s - feature latency, ...)).
+
+  Returns:
+    (concrete function, tf.Module holding the weights, metadata dict).
+  """
+  import tensorflow as tf
+  from ddsp.training import live
+  player = live.LiveModel(model, block_size, crepe_model=crepe_model, noise_seed=noise_seed)
+  module = tf.Module()
+  module.model = model
+  module.player = player
+  state_spec = player.state_spec(batch_size)
+  names = list(state_spec)
+  specs = [tf.TensorSpec([batch_size, player.block_size], tf.float32, name='audio')]
+  specs += [tf.TensorSpec(state_spec[k].shape, state_spec[k].dtype, name=k) for k in names]
+
+  def serve(audio, *state_values):
+    out, new_state, feats = player._step(audio, dict(zip(names, state_values)))
+    outputs = {'audio': out}
+    outputs.update(feats)
+    outputs.update({k: new_state[k] for k in names})
+    return outputs
+
+  meta = {'sample_rate': player.sample_rate, 'hop': player.hop, 'streaming': True, 'with_features': True,
+          'noise_seed': int(noise_seed), 'crepe_model': crepe_model, 'block_size': player.block_size,
+          'block_frames': player.block_frames, 'latency': player.latency, 'latency_frames': player.latency_frames,
+          'feature_latency_frames': player.features.latency_frames, 'total_latency': player.total_latency,
+          'lookahead_samples': player.features.lookahead_samples, 'loudness_n_fft': player.features.n_fft,
+          'inputs': {'audio': [batch_size, player.block_size]},
+          'state': {k: {'shape': list(state_spec[k].shape), 'dtype': state_spec[k].dtype.name} for k in names}}
+  concrete = tf.function(serve, input_signature=specs).get_concrete_function()
+  return concrete, module, meta
+
+
 def serving_function(model, streaming=False, block_size=256, batch_size=None, noise_seed=0, engine='keras'):
   """The function to export and what describes it.
 
@@ -144,10 +187,14 @@ def serving_function(model, streaming=False, block_size=256, batch_size=None, no
 # ------------------------------------------------------------------------------------------------------------
 # Writing.
 # ------------------------------------------------------------------------------------------------------------
-def export_saved_model(model, output, streaming=False, block_size=256, batch_size=None, noise_seed=0):
+def export_saved_model(model, output, streaming=False, block_size=256, batch_size=None, noise_seed=0,
+                       with_features=False, crepe_model='tiny'):
   """Writes a SavedModel with a `serving_default` signature; returns its metadata dict."""
   import tensorflow as tf
-  concrete, module, meta = serving_function(model, streaming, block_size, batch_size, noise_seed)
+  if with_features:
+    concrete, module, meta = live_serving_function(model, block_size, batch_size, noise_seed, crepe_model)
+  else:
+    concrete, module, meta = serving_function(model, streaming, block_size, batch_size, noise_seed)
   meta['format'] = 'saved_model'
   with file_utils.atomic_dir(output) as tmp:
     tf.saved_model.save(module, tmp, signatures={'serving_default': concrete})
@@ -191,10 +238,14 @@ def tflite_bytes(concrete, module):
       raise ExportError(f'TFLite conversion failed: {type(e).__name__}: {str(e)[:2000]}') from e
 
 
-def export_tflite(model, output, streaming=False, block_size=256, batch_size=1, noise_seed=0):
+def export_tflite(model, output, streaming=False, block_size=256, batch_size=1, noise_seed=0,
+                  with_features=False, crepe_model='tiny'):
   """Writes a TFLite model (and `<output>.json` metadata); returns the metadata dict."""
-  concrete, module, meta = serving_function(model, streaming, block_size, batch_size, noise_seed,
-                                            engine='streaming')
+  if with_features:
+    concrete, module, meta = live_serving_function(model, block_size, batch_size, noise_seed, crepe_model)
+  else:
+    concrete, module, meta = serving_function(model, streaming, block_size, batch_size, noise_seed,
+                                              engine='streaming')
   flatbuffer = tflite_bytes(concrete, module)
   meta.update(format='tflite')
   with file_utils.atomic_path(output) as tmp:
@@ -205,8 +256,11 @@ def export_tflite(model, output, streaming=False, block_size=256, batch_size=1, 
 
 
 def export(save_dir, output, fmt='saved_model', streaming=False, block_size=256, batch_size=None,
-           checkpoint=None, noise_seed=0):
+           checkpoint=None, noise_seed=0, with_features=False, crepe_model='tiny'):
   """What `ddsp_export` does, as a Python function. Returns the metadata dict.
+
+  `with_features` (with `streaming`): the whole live step, audio block -> audio block, with the causal loudness
+  and CREPE (`crepe_model`) f0 inside (`live_serving_function`).
 
   Raises:
     ExportError: bad folder / checkpoint / format / block size (checked before anything is written).
@@ -215,6 +269,8 @@ def export(save_dir, output, fmt='saved_model', streaming=False, block_size=256,
     raise ExportError(f"--format must be 'saved_model' or 'tflite', got {fmt!r}.")
   if not output:
     raise ExportError('ddsp_export needs --output.')
+  if with_features and not streaming:
+    raise ExportError('--with_features needs --streaming (it exports the live audio -> audio step).')
   if streaming and (int(block_size) <= 0):
     raise ExportError(f'--block_size must be a positive multiple of the hop, got {block_size}.')
   model = load_model(save_dir, checkpoint)
@@ -227,9 +283,10 @@ def export(save_dir, output, fmt='saved_model', streaming=False, block_size=256,
     raise ExportError(f'--block_size {block_size} is not a multiple of the hop ({hop} samples per frame).')
   try:
     if fmt == 'saved_model':
-      return export_saved_model(model, output, streaming, block_size, batch_size, noise_seed)
+      return export_saved_model(model, output, streaming, block_size, batch_size, noise_seed, with_features,
+                                crepe_model)
     return export_tflite(model, output, streaming, block_size, 1 if batch_size is None else batch_size,
-                         noise_seed)
+                         noise_seed, with_features, crepe_model)
   except ValueError as e:
     if isinstance(e, ExportError):
       raise
