@@ -9,18 +9,17 @@ the peak resident memory of the process. The batch is a harmonic tone with vibra
 by default), with its f0 and A-weighted loudness, so the work is the same as on real data.
 """
 import os
-import resource
 import statistics
 import sys
 import time
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+from train_setup import load_config  # bench/train_setup.py (this folder is on sys.path)
+from train_setup import peak_rss_mib
+from train_setup import set_threads
+from train_setup import synthetic_batch
 
 from absl import app
 from absl import flags
-import gin
-import numpy as np
 import tensorflow as tf
 
 FLAGS = flags.FLAGS
@@ -43,36 +42,9 @@ flags.DEFINE_boolean('use_trainer', False, 'Time `ddsp.training.trainers.Trainer
                      'path: learning-rate decay, all-reduce, clipping) instead of the minimal step here.')
 
 
-def synthetic_batch(batch_size, n_samples, sample_rate=16000, frame_rate=250, seed=0):
-  """A batch of harmonic tones with vibrato and noise plus their f0 and loudness (NumPy float32)."""
-  from ddsp import spectral_ops
-  rng = np.random.default_rng(seed)
-  n_frames = -(-n_samples // (sample_rate // frame_rate))
-  t = np.arange(n_samples) / sample_rate
-  audio, f0 = [], []
-  for _ in range(batch_size):
-    base = rng.uniform(110.0, 440.0)
-    f0_t = base * (1.0 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 6) * t))
-    phase = 2 * np.pi * np.cumsum(f0_t) / sample_rate
-    env = 0.5 * (1.0 - np.exp(-t * 20.0)) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t) ** 2)
-    x = sum((0.6 / k) * np.sin(k * phase) for k in range(1, 9))
-    audio.append((env * x + 0.003 * rng.standard_normal(n_samples)).astype(np.float32))
-    f0.append(f0_t[::sample_rate // frame_rate][:n_frames].astype(np.float32))
-  audio = np.stack(audio)
-  loudness = spectral_ops.compute_loudness(audio, sample_rate, frame_rate)
-  return {'audio': audio, 'f0_hz': np.stack(f0), 'f0_confidence': np.ones_like(np.stack(f0)),
-          'loudness_db': loudness.astype(np.float32)}
-
-
-def peak_rss_mib():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def main(argv):
   del argv
-  if FLAGS.threads:
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  set_threads(FLAGS.threads)
   if FLAGS.replicas > 1:
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(
@@ -82,14 +54,10 @@ def main(argv):
   from ddsp.training import configs
   from ddsp.training import models
   from ddsp.training import nn
-  import ddsp.training  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top  (registers the configurables)
 
   keras.utils.set_random_seed(FLAGS.seed)
   nn.set_network_dtype(None if FLAGS.mixed_precision == 'none' else FLAGS.mixed_precision)
-  configs.add_search_path()
-  config_path = configs.resolve_gin_file(FLAGS.config)
-  gin.parse_config_files_and_bindings([config_path], FLAGS.gin_param)
-  n_samples = configs.bound_value('%n_samples')  # evaluates @example/secs_to_samples()
+  config_path, n_samples = load_config(FLAGS.config, FLAGS.gin_param)
 
   if FLAGS.replicas > 1:
     strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices('CPU')])
