@@ -79,6 +79,7 @@ setuptools.setup(
         'ddsp_run = ddsp.training.ddsp_run:console_entry_point',
         'ddsp_transfer = ddsp.training.transfer:console_entry_point',
         'ddsp_export = ddsp.training.export:console_entry_point',
+        'ddsp_stream = ddsp.training.stream:console_entry_point',
         'ddsp_studio = ddsp.training.studio:console_entry_point',
     ]},
 )
