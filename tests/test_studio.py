@@ -25,6 +25,7 @@ import helpers
 
 SR = 16000
 NOTES_HZ = (220.0, 330.0)
+TRAIN_HZ = 440.0  # the tone the auto-adjust model's data was prepared from
 CHROMIUM = '/usr/bin/chromium'
 CHROMEDRIVER = '/usr/bin/chromedriver'
 
@@ -36,9 +37,32 @@ def trained_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def server(trained_dir):
+def prepared_dir(tmp_path_factory):
+  """A tiny model trained (1 step) on TFRecords prepared by `ddsp.data_prep.pipeline.prepare` (the demo's
+  preparation) from a 3 s harmonic tone at `TRAIN_HZ`: its `dataset_statistics.json` is real, and the studio
+  finds it beside the TFRecords through the model's gin config, as for the demo's model."""
+  from ddsp.data_prep import pipeline
+  root = tmp_path_factory.mktemp('prepared')
+  source = str(root / 'a4.wav')
+  sf.write(source, _clip(3.0, notes=(TRAIN_HZ,)), SR, subtype='PCM_16')
+  prefix = str(root / 'data' / 'train.tfrecord')
+  pipeline.prepare(source, prefix, pipeline.PrepareConfig(example_secs=1.0, hop_secs=1.0), num_shards=1)
+  params = [p for p in helpers.tiny_params(batch_size=1) if not p.startswith('SyntheticProvider')]
+  params += ['TFRecordProvider.example_secs = 1', f"TFRecordProvider.file_pattern = '{prefix}-*'",
+             'TFRecordProvider.shuffle_buffer_size = 4']
+  from ddsp.training import experiment
+  save_dir = str(root / 'a4')
+  experiment.run('train', save_dir, gin_files=['models/tiny.gin', 'datasets/tfrecord.gin',
+                                               'optimization/base.gin'],
+                 gin_params=params, num_steps=1, steps_per_summary=0, progress_bar=False)
+  with open(root / 'data' / 'dataset_statistics.json') as f:
+    return save_dir, json.load(f)
+
+
+@pytest.fixture(scope='module')
+def server(trained_dir, prepared_dir):
   from ddsp.training import studio_lib
-  studio = studio_lib.Studio([trained_dir], crepe_frame_rate=100)
+  studio = studio_lib.Studio([trained_dir, prepared_dir[0]], crepe_frame_rate=100)
   httpd = studio_lib.StudioServer(studio, '127.0.0.1', 0)
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)
   thread.start()
@@ -116,8 +140,8 @@ def _json(server, method, path, body=None):
   return status, json.loads(data)
 
 
-def _submit(server, audio_bytes, filename='clip.wav', **controls):
-  query = '&'.join(f'{k}={v}' for k, v in dict({'model': 'violin'}, filename=filename, **controls).items())
+def _submit(server, audio_bytes, filename='clip.wav', model='violin', **controls):
+  query = '&'.join(f'{k}={v}' for k, v in dict(model=model, filename=filename, **controls).items())
   return _json(server, 'POST', f'/api/jobs?{query}', audio_bytes)
 
 
@@ -151,7 +175,9 @@ def test_page_and_models(server):
   status, info = _json(server, 'GET', '/api/models')
   assert status == 200
   assert info['models'] == [{'name': 'violin', 'sample_rate': SR, 'frame_rate': 250.0, 'step': 2,
-                             'has_reverb': True, 'auto_adjust': False}]
+                             'has_reverb': True, 'auto_adjust': False},
+                            {'name': 'a4', 'sample_rate': SR, 'frame_rate': 250.0, 'step': 1,
+                             'has_reverb': True, 'auto_adjust': True}]
   assert info['controls']['pitch_shift']['low'] == -96 and info['limits']['max_upload_bytes'] == 50 * 2**20
   assert server.server_address[0] == '127.0.0.1'
 
@@ -182,6 +208,57 @@ def test_transfer_follows_the_input_pitch_and_jobs_do_not_mix(server):
       assert status == 200 and headers['Content-Type'] == 'image/png' and data[:8] == b'\x89PNG\r\n\x1a\n'
     status, headers, data = _request(server, 'GET', job['files']['output.wav'] + '?download=1')
     assert status == 200 and headers['Content-Disposition'].startswith('attachment; filename="clip_violin_')
+
+
+def test_auto_adjust_moves_the_input_to_the_training_sets_octave(server, prepared_dir):
+  _, stats = prepared_dir
+  # The statistics were measured on the prepared tone: its median f0 is the tone's (CREPE, within 20 cents).
+  median_hz = stats['f0_hz']['quantiles']['0.5']
+  assert abs(_cents(median_hz, TRAIN_HZ)) < 20.0 and stats['n_voiced_frames'] > 0.8 * stats['n_frames']
+  # The input: G3 then B3 (MIDI 55 and 59), whichever CREPE's median lands on, the whole octave that brings
+  # it nearest the training set's A4 (MIDI 69) is one up: the model is fed the input's pitch an octave higher.
+  notes = (196.0, 246.94)
+  clip = _clip(notes=notes)
+  midi_ds = 69.0 + 12.0 * np.log2(median_hz / 440.0)
+  for midi_in in 69.0 + 12.0 * np.log2(np.array(notes) / 440.0):
+    assert min(range(-4, 5), key=lambda k: abs(midi_in + 12 * k - midi_ds)) == 1
+  octaves = 1
+  status, job = _submit(server, _wav_bytes(clip), model='a4', auto_adjust=1)
+  assert status == 202, job
+  status, job, _ = _wait(server, job['url'])
+  assert status == 200 and job['status'] == 'done', job
+  assert job['info']['auto_octave_shift'] == octaves
+  assert np.isfinite(job['info']['auto_loudness_shift_db'])
+  audio, _ = _fetch_wav(server, job)
+  for i, note in enumerate(notes):
+    f0_out = _acf_f0(audio, SR, i + 0.25, i + 0.8)
+    assert abs(_cents(f0_out, note * 2.0 ** octaves)) < 50.0, (note, f0_out)
+
+
+def test_long_job_shows_progress_inside_a_stage_and_the_time_left(server):
+  clip = _wav_bytes(_clip(4.0))  # 8 s: CREPE takes long enough for many polls
+  for audio in (_wav_bytes(_clip()), clip):  # two lengths: the studio fits each stage's a + b * seconds
+    status, job = _submit(server, audio)
+    status, first, _ = _wait(server, job['url'])
+    assert status == 200 and first['status'] == 'done' and first['progress'] == 1.0 and first['elapsed_s'] > 0
+  # The model has finished jobs: the next one's bar moves inside each stage and says how long is left.
+  status, job = _submit(server, clip)
+  assert status == 202
+  polls = []
+  while not polls or polls[-1]['status'] not in ('done', 'error'):
+    polls.append(_json(server, 'GET', job['url'])[1])
+    time.sleep(0.05)
+  assert polls[-1]['status'] == 'done'
+  progress = [p['progress'] for p in polls]
+  assert progress == sorted(progress) and progress[-1] == 1.0
+  elapsed = [p['elapsed_s'] for p in polls]
+  assert elapsed == sorted(elapsed)
+  inside = [p for p in polls if p['stage'] == 'pitch (CREPE) and loudness']
+  assert len(inside) >= 3 and all(0.15 < p['progress'] < 0.55 for p in inside[1:]), inside
+  left = [p['left_s'] for p in polls if 'left_s' in p]
+  assert len(left) >= 3 and left == sorted(left, reverse=True), left
+  # The estimate is of the right size: the first guess within a factor of 3 of the time the job took.
+  assert polls[-1]['elapsed_s'] / 3 < left[0] < 3 * polls[-1]['elapsed_s'], (left[0], polls[-1]['elapsed_s'])
 
 
 def test_bad_inputs_are_4xx_json_and_the_server_keeps_serving(server):
@@ -233,63 +310,108 @@ def test_cli_refuses_bad_flags_in_one_line(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 # The page in a browser.
 # ------------------------------------------------------------------------------------------------------------
-def _browser(user_data_dir):
+MIC_HZ = 250.0  # the fake microphone's tone: 192 samples a period at 48 kHz, so its 2 s loop has no seam
+MIC_RATE = 48000
+
+
+@pytest.fixture(scope='module')
+def driver(tmp_path_factory):
+  """Headless Chromium whose microphone is a harmonic tone at `MIC_HZ` (Chromium's fake capture device,
+  looping a WAV written here; the permission prompt is accepted)."""
   if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     pytest.skip(f'the browser test needs Debian\'s chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER}): '
                 'apt-get install chromium chromium-driver')
   webdriver = pytest.importorskip('selenium.webdriver', reason='the browser test needs selenium (test extra)')
   from selenium.webdriver.chrome.service import Service
+  root = tmp_path_factory.mktemp('chromium')
+  mic = str(root / 'mic.wav')
+  sf.write(mic, _clip(2.0, notes=(MIC_HZ,), rate=MIC_RATE), MIC_RATE, subtype='PCM_16')
   options = webdriver.ChromeOptions()
   options.binary_location = CHROMIUM
   for flag in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                '--disable-background-networking', '--disable-component-update', '--disable-sync',
-               '--disable-dev-shm-usage', '--window-size=1280,1500', f'--user-data-dir={user_data_dir}'):
+               '--disable-dev-shm-usage', '--window-size=1280,1500', f'--user-data-dir={root / "profile"}',
+               '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+               f'--use-file-for-fake-audio-capture={mic}', '--autoplay-policy=no-user-gesture-required'):
     options.add_argument(flag)
-  return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  yield browser
+  browser.quit()
 
 
-def test_page_in_headless_chromium(server, tmp_path):
+def test_page_in_headless_chromium(server, driver, tmp_path):
   from ddsp import bundled
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
   voice, rate = sf.read(bundled.asset_path('voice_like_phrase'), dtype='float32')
   clip = str(tmp_path / 'voice.wav')
   sf.write(clip, voice[:3 * rate], rate)
-  driver = _browser(str(tmp_path / 'chromium_profile'))
-  try:
-    driver.get(server.url)
-    wait = WebDriverWait(driver, 60)
-    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
-    assert driver.find_element(By.ID, 'model').get_attribute('value') == 'violin'
-    # A refused upload shows its message on the page.
-    bad = tmp_path / 'notes.txt'
-    bad.write_text('not audio\n' * 20)
-    driver.find_element(By.ID, 'file').send_keys(str(bad))
-    driver.find_element(By.ID, 'transfer').click()
-    wait.until(lambda d: d.find_element(By.ID, 'message').is_displayed())
-    assert 'not a recording' in driver.find_element(By.ID, 'message').text
-    # The real transfer: upload, press transfer, wait for the players and both spectrograms.
-    driver.find_element(By.ID, 'file').send_keys(clip)
-    driver.find_element(By.ID, 'transfer').click()
-    wait.until(lambda d: d.find_element(By.ID, 'output-audio').get_attribute('src'))
-    loaded = ("return ['input-spectrogram', 'output-spectrogram', 'curves'].every(id => {"
-              "const img = document.getElementById(id); return img.complete && img.naturalWidth > 0; });")
-    wait.until(lambda d: d.execute_script(loaded))
-    assert not driver.find_element(By.ID, 'message').is_displayed()
-    assert '/api/jobs/' in driver.find_element(By.ID, 'input-audio').get_attribute('src')
-    duration = "return document.getElementById('output-audio').duration"
-    wait.until(lambda d: (d.execute_script(duration) or 0) > 2.9)
-    widths = driver.execute_script("return ['input-spectrogram', 'output-spectrogram'].map("
-                                   "id => document.getElementById(id).naturalWidth)")
-    assert min(widths) > 100
-    shot = str(tmp_path / 'studio.png')
-    driver.execute_script('window.scrollTo(0, 0)')
-    assert driver.save_screenshot(shot)
-  finally:
-    driver.quit()
+  driver.get(server.url)
+  wait = WebDriverWait(driver, 60)
+  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
+  assert driver.find_element(By.ID, 'model').get_attribute('value') == 'violin'
+  # A refused upload shows its message on the page.
+  bad = tmp_path / 'notes.txt'
+  bad.write_text('not audio\n' * 20)
+  driver.find_element(By.ID, 'file').send_keys(str(bad))
+  driver.find_element(By.ID, 'transfer').click()
+  wait.until(lambda d: d.find_element(By.ID, 'message').is_displayed())
+  assert 'not a recording' in driver.find_element(By.ID, 'message').text
+  # The real transfer: upload, press transfer, wait for the players and both spectrograms.
+  driver.find_element(By.ID, 'file').send_keys(clip)
+  driver.find_element(By.ID, 'transfer').click()
+  wait.until(lambda d: d.find_element(By.ID, 'output-audio').get_attribute('src'))
+  loaded = ("return ['input-spectrogram', 'output-spectrogram', 'curves'].every(id => {"
+            "const img = document.getElementById(id); return img.complete && img.naturalWidth > 0; });")
+  wait.until(lambda d: d.execute_script(loaded))
+  assert not driver.find_element(By.ID, 'message').is_displayed()
+  assert '/api/jobs/' in driver.find_element(By.ID, 'input-audio').get_attribute('src')
+  duration = "return document.getElementById('output-audio').duration"
+  wait.until(lambda d: (d.execute_script(duration) or 0) > 2.9)
+  widths = driver.execute_script("return ['input-spectrogram', 'output-spectrogram'].map("
+                                 "id => document.getElementById(id).naturalWidth)")
+  assert min(widths) > 100
+  shot = str(tmp_path / 'studio.png')
+  driver.execute_script('window.scrollTo(0, 0)')
+  assert driver.save_screenshot(shot)
   from PIL import Image
   pixels = np.asarray(Image.open(shot).convert('RGB'), np.float64)
   assert pixels.shape[0] > 500 and pixels.std() > 20.0  # not blank
   target = os.environ.get('DDSP_STUDIO_SCREENSHOT')  # e.g. docs/images/studio.png for the README
   if target:
     shutil.copyfile(shot, target)
+
+
+def test_microphone_recording_in_headless_chromium(server, driver):
+  """Record ~2 s from the (fake) microphone on the page, transfer, and check the server got the tone."""
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+  driver.get(server.url)
+  wait = WebDriverWait(driver, 60)
+  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
+  record = driver.find_element(By.ID, 'record')
+  record.click()
+  wait.until(lambda d: d.find_element(By.ID, 'record').text == 'Stop')
+  time.sleep(2.0)
+  record.click()
+  info = driver.find_element(By.ID, 'source-info')
+  wait.until(lambda d: info.text.startswith('recording.'))
+  assert info.text.startswith('recording.wav'), info.text  # the page sends the recording as WAV
+  assert not driver.find_element(By.ID, 'message').is_displayed()
+  driver.find_element(By.ID, 'transfer').click()
+  wait.until(lambda d: d.find_element(By.ID, 'output-audio').get_attribute('src')
+             or d.find_element(By.ID, 'message').is_displayed())
+  assert not driver.find_element(By.ID, 'message').is_displayed(), driver.find_element(By.ID, 'message').text
+  src = driver.find_element(By.ID, 'input-audio').get_attribute('src')
+  job_url = '/api/jobs/' + src.split('/api/jobs/')[1].split('/')[0]
+  status, job = _json(server, 'GET', job_url)
+  assert status == 200 and job['status'] == 'done'
+  assert job['info']['notes'] == [], job['info']  # sent as mono WAV at the model's rate: nothing converted
+  heard, rate = _fetch_wav(server, job, 'input.wav')
+  seconds = heard.size / rate
+  assert 1.5 < seconds < 4.0, seconds
+  f0_in = _acf_f0(heard, rate, 0.3, seconds - 0.2)
+  assert abs(_cents(f0_in, MIC_HZ)) < 50.0, f0_in
+  audio, _ = _fetch_wav(server, job)
+  f0_out = _acf_f0(audio, rate, 0.3, seconds - 0.2)
+  assert abs(_cents(f0_out, f0_in)) < 50.0, (f0_in, f0_out)

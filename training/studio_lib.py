@@ -14,7 +14,8 @@ API (every error is JSON `{"error": message}` with a 4xx status for what the use
   GET  /api/models                         the models served, their rates, whether auto-adjust works; limits
   POST /api/jobs?model=NAME&pitch_shift=SEMITONES&loudness_shift=DB&auto_adjust=0|1&reverb=0|1&filename=F
                                            body: the audio file's bytes -> 202 {"id", "url"}
-  GET  /api/jobs/<id>                      {"status": queued|running|done|error, "stage", "progress", ...}
+  GET  /api/jobs/<id>                      {"status": queued|running|done|error, "stage", "progress",
+                                           "elapsed_s", "stage_elapsed_s", "left_s" (once estimable), ...}
   GET  /api/jobs/<id>/files/<name>         input.wav, output.wav, output.png, input_spectrogram.png,
                                            output_spectrogram.png, curves.png (`?download=1`: as attachment)
 
@@ -69,6 +70,13 @@ _STAGES = {'queued': (0.0, 'waiting for a worker'), 'model': (0.05, 'waiting for
            'read': (0.1, 'reading the recording'), 'features': (0.15, 'pitch (CREPE) and loudness'),
            'controls': (0.55, 'applying the controls'), 'synthesis': (0.6, 'synthesis'),
            'files': (0.85, 'writing the WAV and pictures'), 'done': (1.0, 'done')}
+_ORDER = tuple(_STAGES)
+# The stages whose length grows with the recording's. Their durations on the model's last finished jobs,
+# fitted as a + b * seconds of audio, move the bar inside a stage (an estimate, held below the next stage's
+# start) and give the time left; until a model has finished a job, the page shows the stage and the time
+# elapsed only.
+_TIMED_STAGES = ('read', 'features', 'controls', 'synthesis', 'files')
+_TIMING_HISTORY = 8
 _LOAD_LOCK = threading.Lock()  # load_model replaces the global gin config: one load at a time.
 
 
@@ -89,6 +97,32 @@ class ModelEntry:
   model: object
   stats: object  # the training set's statistics dict (for auto-adjust), or None
   lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+  timings: dict = dataclasses.field(default_factory=dict)  # timed stage -> [(audio seconds, seconds)]
+  _timings_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+  def learn_timings(self, durations, audio_seconds):
+    """Keeps a finished job's stage durations (seconds) for `expected_seconds`."""
+    with self._timings_lock:
+      for stage, seconds in durations.items():
+        if stage in _TIMED_STAGES and audio_seconds > 0:
+          history = self.timings.setdefault(stage, [])
+          history.append((float(audio_seconds), float(seconds)))
+          del history[:-_TIMING_HISTORY]
+
+  def expected_seconds(self, stage, audio_seconds):
+    """How long `stage` takes on `audio_seconds` of audio: a least-squares line a + b * seconds through the
+    last jobs' durations (a, b >= 0; through the origin when the jobs had one length or the line's intercept
+    would be negative); None before any job finished."""
+    with self._timings_lock:
+      history = np.array(self.timings.get(stage, ()), np.float64).reshape(-1, 2)
+    if not history.size:
+      return None
+    x, y = history[:, 0], history[:, 1]
+    if np.ptp(x) > 0.1 * x.mean():
+      slope, intercept = np.polyfit(x, y, 1)
+      if slope >= 0 and intercept >= 0:
+        return float(intercept + slope * audio_seconds)
+    return float(np.dot(x, y) / np.dot(x, x) * audio_seconds)
 
   def describe(self):
     m = self.model
@@ -100,12 +134,18 @@ class ModelEntry:
 class Job:
   """One transfer: its folder, state and result; updated by the worker, read by the polling requests."""
 
-  def __init__(self, folder, model_name, controls):
+  def __init__(self, folder, model_name, controls, entry=None):
     self.id = uuid.uuid4().hex
     self.folder = folder
     self.model_name = model_name
     self.controls = controls
     self.created = time.time()
+    self.audio_seconds = 0.0  # the recording's length (set once it is read)
+    self.entry = entry  # the `ModelEntry`: its timings give the estimates
+    self.durations = {}  # stage -> seconds it took
+    self._stage_started = time.monotonic()
+    self._submitted = self._stage_started
+    self._ended = None
     self.status = 'queued'
     self.stage = 'queued'
     self.error = None
@@ -117,21 +157,50 @@ class Job:
 
   def set_stage(self, stage):
     with self._lock:
+      now = time.monotonic()
+      self.durations[self.stage] = now - self._stage_started
+      self._stage_started = now
       self.status, self.stage = ('done' if stage == 'done' else 'running'), stage
+      if stage == 'done':
+        self._ended = now
 
   def fail(self, status, message):
     with self._lock:
       self.status, self.error, self.http_status = 'error', message, status
+      self._ended = time.monotonic()
 
   @property
   def finished(self):
     return self.status in ('done', 'error')
 
+  def _estimate(self, progress, stage_seconds):
+    """(progress inside the current stage, seconds left or None) from the model's earlier jobs."""
+    if (self.status != 'running' or self.stage not in _TIMED_STAGES or not self.audio_seconds
+        or self.entry is None):
+      return progress, None
+    expected = self.entry.expected_seconds(self.stage, self.audio_seconds)
+    if expected is None:
+      return progress, None
+    following = _ORDER[_ORDER.index(self.stage) + 1]
+    progress += (_STAGES[following][0] - progress) * min(0.95, stage_seconds / max(expected, 1e-6))
+    later = [self.entry.expected_seconds(s, self.audio_seconds)
+             for s in _TIMED_STAGES[_TIMED_STAGES.index(self.stage) + 1:]]
+    if any(t is None for t in later):
+      return progress, None
+    return progress, max(0.0, expected - stage_seconds) + sum(later)
+
   def to_json(self):
     with self._lock:
+      now = time.monotonic()
       progress, text = _STAGES.get(self.stage, (0.0, self.stage))
+      stage_seconds = now - self._stage_started
+      progress, left = self._estimate(progress, stage_seconds)
       out = {'id': self.id, 'model': self.model_name, 'status': self.status, 'stage': text,
-             'progress': progress, 'controls': self.controls}
+             'progress': round(progress, 4), 'controls': self.controls,
+             'elapsed_s': round((self._ended or now) - self._submitted, 1),
+             'stage_elapsed_s': 0.0 if self._ended else round(stage_seconds, 1)}
+      if left is not None:
+        out['left_s'] = round(left, 1)
       if self.error:
         out['error'] = self.error
       if self.status == 'done':
@@ -251,7 +320,8 @@ class Studio:
         shutil.rmtree(old.folder, ignore_errors=True)
       if len(self.jobs) >= MAX_JOBS:
         raise RequestError(503, f'{MAX_JOBS} jobs are running or waiting; try again when one finishes.')
-      job = Job(tempfile.mkdtemp(prefix='job_', dir=self.work_dir), model_name, controls)
+      job = Job(tempfile.mkdtemp(prefix='job_', dir=self.work_dir), model_name, controls,
+                self.models[model_name])
       self.jobs[job.id] = job
       return job
 
@@ -306,7 +376,7 @@ class Studio:
     except BaseException:
       self._drop(job)
       raise
-    job.input_path, job.filename = path, shown
+    job.input_path, job.filename, job.audio_seconds = path, shown, seconds
     self._pool.submit(self._run, job, entry)
     return job
 
@@ -344,6 +414,7 @@ class Studio:
         job.info.update(auto_octave_shift=int(info['auto_octave_shift']),
                         auto_loudness_shift_db=float(info['auto_loudness_shift_db']))
       job.set_stage('done')
+      entry.learn_timings(job.durations, job.audio_seconds)
     except (ValueError, FileNotFoundError) as e:  # ValidationError, InputError: what the input or controls did
       job.fail(422, cli.first_line(e))
     except Exception as e:  # the server keeps serving; the log has the trace

@@ -104,8 +104,20 @@ function encodeWav(audioBuffer) {
   return new Blob([buffer], {type: 'audio/wav'});
 }
 
+// Decoded at the model's rate (the browser resamples; a 10 min recording stays well under the upload limit).
+function newAudioContext() {
+  const Context = window.AudioContext || window.webkitAudioContext;
+  const model = currentModel();
+  try {
+    if (model) return new Context({sampleRate: model.sample_rate});
+  } catch (e) {
+    // a rate this browser does not offer: its own rate (the server resamples)
+  }
+  return new Context();
+}
+
 async function recordingToWav(blob) {
-  const context = new (window.AudioContext || window.webkitAudioContext)();
+  const context = newAudioContext();
   try {
     return encodeWav(await context.decodeAudioData(await blob.arrayBuffer()));
   } finally {
@@ -133,25 +145,36 @@ async function toggleRecording() {
   showMessage('');
   state.chunks = [];
   const recorder = new MediaRecorder(stream);
+  const started = Date.now();
+  const maxSeconds = state.limits.max_seconds || 600;
+  // The time recorded so far; the recording stops by itself at the studio's longest input.
+  const clock = setInterval(() => {
+    const seconds = (Date.now() - started) / 1000;
+    $('source-info').textContent = `recording... ${Math.floor(seconds)} s`;
+    if (seconds >= maxSeconds - 1 && recorder.state === 'recording') recorder.stop();
+  }, 250);
   recorder.ondataavailable = (event) => { if (event.data.size) state.chunks.push(event.data); };
   recorder.onstop = async () => {
+    clearInterval(clock);
     stream.getTracks().forEach((t) => t.stop());
     state.recorder = null;
     button.textContent = 'Record';
     button.classList.remove('recording');
+    // MediaRecorder writes WebM/Ogg with Opus, which the server does not read: the page sends a WAV.
     const blob = new Blob(state.chunks, {type: recorder.mimeType});
     try {
       setSource(await recordingToWav(blob), 'recording.wav');
     } catch (e) {
-      const ext = (recorder.mimeType.split('/')[1] || 'webm').split(';')[0];
-      setSource(blob, `recording.${ext}`);
+      $('source-info').textContent = 'no recording yet';
+      showMessage(`The recording (${recorder.mimeType || 'unknown format'}) could not be decoded by this ` +
+                  `browser: ${e.message}. Record again, or upload a file.`);
     }
   };
   state.recorder = recorder;
   recorder.start();
   button.textContent = 'Stop';
   button.classList.add('recording');
-  $('source-info').textContent = 'recording...';
+  $('source-info').textContent = 'recording... 0 s';
 }
 
 function showResult(job) {
@@ -183,7 +206,9 @@ async function poll(url) {
     return;
   }
   $('progress').value = job.progress;
-  $('stage').textContent = job.stage;
+  // The stage, the time since the upload, and (once this model has finished a job) about how long is left.
+  const left = job.left_s === undefined ? '' : `, about ${Math.ceil(job.left_s)} s left`;
+  $('stage').textContent = `${job.stage} (${Math.round(job.elapsed_s)} s${left})`;
   if (job.status === 'done') {
     setBusy(false);
     showResult(job);
