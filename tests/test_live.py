@@ -195,3 +195,38 @@ def test_live_48k_50_frames_per_second():
   assert out.shape == (1, 48000) and np.all(np.isfinite(out))
   ref = model({'f0_hz': feats['f0_hz'], 'loudness_db': feats['loudness_db']})['audio_synth'].numpy()[0]
   np.testing.assert_allclose(out[0, :-960], ref[:-960], atol=1e-3, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# ddsp_stream.
+# ------------------------------------------------------------------------------------------------------------
+def test_ddsp_stream_cli(tmp_path):
+  import os
+  import subprocess
+  import sys
+
+  import soundfile as sf
+  save_dir = str(tmp_path / 'run')
+  ddsp_run.run('train', save_dir, gin_files=['models/tiny.gin', 'datasets/synthetic.gin', 'optimization/base.gin'],
+               gin_params=['n_samples = 16000', 'time_steps = 250', 'SyntheticProvider.example_secs = 1',
+                           'SyntheticProvider.n_examples = 4', 'RnnFcDecoder.rnn_channels = 16',
+                           'Reverb.reverb_length = 800', 'SpectralLoss.fft_sizes = (512, 128)', 'batch_size = 2'],
+               num_steps=1, progress_bar=False)
+  clip = _clip(48000)[:24000]
+  stereo = str(tmp_path / 'in.wav')
+  sf.write(stereo, np.stack([clip, clip], axis=1), 48000)
+  out = str(tmp_path / 'out.wav')
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  cmd = [sys.executable, '-m', 'ddsp.training.stream', f'--model_dir={save_dir}', f'--input={stereo}',
+         f'--output={out}', '--threads=1']
+  result = subprocess.run(cmd + ['--block_size=512'], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr
+  assert 'downmixed to mono' in result.stdout and 'resampled from 48000 Hz to 16000 Hz' in result.stdout
+  assert 'real-time factor' in result.stdout and 'p99' in result.stdout
+  assert 'latency 1152 samples = 72.00 ms' in result.stdout  # (16 + 2) frames of 64 samples
+  audio, rate = sf.read(out, dtype='float32')
+  assert rate == 16000 and audio.shape == (8000,) and np.all(np.isfinite(audio))
+  with pytest.raises(ValueError, match='multiple of the hop'):
+    live.stream_file(save_dir, stereo, str(tmp_path / 'never.wav'), 100)
+  assert not os.path.exists(str(tmp_path / 'never.wav'))

@@ -161,3 +161,52 @@ class LiveModel(tf.Module):
     d = self.features.latency_frames
     audio_out = np.concatenate(outs, axis=1)[:, self.latency:self.latency + n]
     return audio_out, {k: np.concatenate(v, axis=1)[:, d:d + n_frames] for k, v in feats.items()}
+
+
+def block_time_report(block_seconds, block_size, sample_rate, warmup=2):
+  """Real-time factor and per-block wall-time percentiles of a stream (the first `warmup` blocks left out).
+
+  Returns:
+    dict: blocks, block_ms (the block's duration), rtf (audio seconds per wall second), p50_ms, p99_ms,
+    max_ms, warmup_ms.
+  """
+  import numpy as np
+  times = np.asarray(block_seconds[warmup:] if len(block_seconds) > warmup else block_seconds, np.float64)
+  block_secs = block_size / float(sample_rate)
+  return {'blocks': len(block_seconds), 'block_ms': 1e3 * block_secs,
+          'rtf': float(block_secs * times.size / max(times.sum(), 1e-12)),
+          'p50_ms': float(1e3 * np.percentile(times, 50)), 'p99_ms': float(1e3 * np.percentile(times, 99)),
+          'max_ms': float(1e3 * times.max()), 'warmup_ms': float(1e3 * sum(block_seconds[:warmup]))}
+
+
+def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tiny', checkpoint=None):
+  """What `ddsp_stream` does: a file through the live path block by block, written as a WAV.
+
+  The input is read as mono at the model's rate (converted with a note, as `ddsp_transfer` does); the output
+  is aligned with it (the latency removed) and written atomically.
+
+  Returns:
+    dict: the `block_time_report` figures, latency / total_latency (samples and ms), lookahead_samples,
+    seconds of audio, notes.
+
+  Raises:
+    ValueError (export_lib.ExportError, validation.InputError): no model, bad block size, unreadable input.
+  """
+  from ddsp import file_utils
+  from ddsp.training import export_lib
+  from ddsp.training import features as features_lib
+  model = export_lib.load_model(model_dir, checkpoint)
+  player = LiveModel(model, block_size, crepe_model=crepe_model)
+  audio, notes = features_lib.read_input(input_path, player.sample_rate)
+  times = []
+  out, _ = player.process(audio, progress=times.append)
+  file_utils.write_wav(output_path, out[0], player.sample_rate)
+  report = block_time_report(times, player.block_size, player.sample_rate)
+  ms = 1e3 / player.sample_rate
+  report.update(seconds=audio.shape[0] / player.sample_rate, notes=notes, sample_rate=player.sample_rate,
+                block_size=player.block_size, latency=player.latency, latency_ms=player.latency * ms,
+                total_latency=player.total_latency, total_latency_ms=player.total_latency * ms,
+                lookahead_samples=dict(player.features.lookahead_samples),
+                feature_latency_frames=player.features.latency_frames,
+                synth_latency_frames=player.streamer.latency_frames)
+  return report

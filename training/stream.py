@@ -1,0 +1,87 @@
+r"""`ddsp_stream`: a recording through a trained model's live path, block by block, as a plugin host runs it.
+
+  ddsp_stream --model_dir=/tmp/violin --input=voice.wav --output=out/voice_violin_live.wav --block_size=256
+
+Each block of `--block_size` input samples goes through `ddsp.training.live.LiveModel.step` (causal loudness
+and CREPE f0 of the input, then the model), one call per block; the output WAV is aligned with the input.
+Prints the real-time factor, the per-block wall time (p50 / p99) and the algorithmic latency. An input of
+another rate or channel count is converted to the model's mono rate first, with a note. The work is
+`live.stream_file`.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ddsp import cli
+from ddsp import validation
+
+os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+
+FLAGS = flags.FLAGS
+CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
+RANGES = {
+    'block_size': validation.Range(1, 1 << 20, 'samples'),
+    'threads': validation.Range(0, 1024),
+}
+
+
+@cli.define_once
+def define_flags():
+  """Defines the command-line flags."""
+  flags.DEFINE_string('model_dir', None, 'Training folder: operative_config-<step>.gin and checkpoints.')
+  flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix or folder (default: the newest in model_dir).')
+  flags.DEFINE_string('input', None, 'Input recording (wav, flac, ogg, mp3; any rate and channel count).')
+  flags.DEFINE_string('output', None, 'Output WAV.')
+  flags.DEFINE_integer('block_size', 256, RANGES['block_size'].help('Samples per block (a multiple of the '
+                       "model's hop)."))
+  flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS), 'CREPE capacity of the live f0.')
+  flags.DEFINE_integer('threads', 0, RANGES['threads'].help('TensorFlow intra-op threads (0: the default).'))
+
+
+def check_flags(flag_values=FLAGS):
+  """Refuses flag values out of range or a CREPE capacity that is not installed, before the model loads."""
+  validation.check_flags(flag_values, RANGES, {'crepe_model': CREPE_MODELS})
+  validation.check_crepe_installed('--crepe_model', flag_values.crepe_model)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  for name in ('model_dir', 'input', 'output'):
+    if not FLAGS[name].value:
+      raise app.UsageError(f'--{name} is required.')
+  check_flags(FLAGS)
+  import tensorflow as tf
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+  from ddsp import file_utils
+  from ddsp.training import live
+  try:
+    file_utils.check_outputs_are_not_inputs({'--output': FLAGS.output}, {'--input': FLAGS.input})
+    report = live.stream_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.block_size, FLAGS.crepe_model,
+                              FLAGS.checkpoint)
+  except ValueError as e:
+    print(f'ddsp_stream: error: {e}', file=sys.stderr)
+    sys.exit(1)
+  for note in report['notes']:
+    print(f'ddsp_stream: note: {note}')
+  look = ', '.join(f'{k} {v} samples' for k, v in report['lookahead_samples'].items())
+  print(f"ddsp_stream: wrote {FLAGS.output} ({report['seconds']:.2f} s at {report['sample_rate']} Hz, "
+        f"{report['blocks']} blocks of {report['block_size']} samples = {report['block_ms']:.2f} ms)")
+  print(f"ddsp_stream: real-time factor {report['rtf']:.1f}x; block time p50 {report['p50_ms']:.2f} ms, "
+        f"p99 {report['p99_ms']:.2f} ms (first 2 blocks, {report['warmup_ms']:.0f} ms with tracing, left out)")
+  print(f"ddsp_stream: latency {report['latency']} samples = {report['latency_ms']:.2f} ms (features "
+        f"{report['feature_latency_frames']} frames for the look-ahead of {look}; synthesis "
+        f"{report['synth_latency_frames']} frames); with the block {report['total_latency']} samples = "
+        f"{report['total_latency_ms']:.2f} ms")
+
+
+def console_entry_point():
+  cli.run(main, define_flags, verbosity=logging.WARNING)
+
+
+if __name__ == '__main__':
+  console_entry_point()
