@@ -8,8 +8,8 @@ it prints the wall time of a loop iteration (mean, p50, p90: one `Trainer.train_
 summaries and checkpoints count), the process CPU seconds per step, the resident memory at the block's end
 (psutil, else /proc/self/status VmRSS) and how many times the step function has been traced. At the end:
 the growth of the p50 step time and of the RSS from the first full block after step 500 (`--warmup_steps`:
-the first block holds tracing and warm-up) to the last block; more than `--max_growth` (10 %) is reported as a DEFECT and
-the exit status is 1.
+the first block holds tracing and warm-up) to the last block; more than `--max_growth` (10 %), or a retrace,
+is reported as a DEFECT and the exit status is 1.
 
   python bench/soak.py                                   # 2000 steps of batch 4 x 4 s, blocks of 500
   nohup python bench/soak.py --batch_size=16 --num_steps=8000 > soak.log &
@@ -100,6 +100,13 @@ class StepClock:
     done = len(self.wall) - 1
     if done and done % self.block == 0:
       self.rss.append((done, rss_mib(), self.traces()))
+      self._progress(done)
+
+  def _progress(self, done):
+    """One line per finished block while the run goes on (the table comes at the end)."""
+    wall = [b - a for a, b in zip(self.wall[-self.block - 1:], self.wall[-self.block:])]
+    print(f'steps {done - self.block + 1}-{done}: p50 {_p(wall, 0.5):.3f} s, RSS {self.rss[-1][1]:.0f} MiB, '
+          f'load average {os.getloadavg()[0]:.1f}', flush=True)
 
   def finish(self):
     """Closes the last step (the loop's end, after its final checkpoint)."""
