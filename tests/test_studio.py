@@ -297,14 +297,22 @@ def test_bad_inputs_are_4xx_json_and_the_server_keeps_serving(server):
 
 
 def test_cli_refuses_bad_flags_in_one_line(tmp_path):
+  import socket
   env = helpers.subprocess_env()
+  busy = socket.socket()
+  busy.bind(('127.0.0.1', 0))
+  busy.listen(1)
+  port = busy.getsockname()[1]
   for args, code, text in (([f'--model_dir={tmp_path / "missing"}'], 1, 'is not a folder'),
-                           (['--model_dir=x', '--port=70000'], 2, '--port=70000 is outside the accepted range')):
+                           (['--model_dir=x', '--port=70000'], 2, '--port=70000 is outside the accepted range'),
+                           ([f'--model_dir={tmp_path}', f'--port={port}'], 1,
+                            f'port {port} on 127.0.0.1 is in use (another ddsp_studio?): choose another')):
     proc = subprocess.run([sys.executable, '-m', 'ddsp.training.studio'] + args, capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == code, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert lines == [lines[-1]] and lines[0].startswith('ddsp_studio: error: ') and text in lines[0], lines
+  busy.close()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -415,3 +423,17 @@ def test_microphone_recording_in_headless_chromium(server, driver):
   audio, _ = _fetch_wav(server, job)
   f0_out = _acf_f0(audio, rate, 0.3, seconds - 0.2)
   assert abs(_cents(f0_out, f0_in)) < 50.0, (f0_in, f0_out)
+
+
+def test_a_port_in_use_is_refused_before_any_model_loads(tmp_path):
+  import socket
+  from ddsp.training import studio_lib
+  with socket.socket() as busy:
+    busy.bind(('127.0.0.1', 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    # The model folder does not exist: the port is what is refused, at once.
+    with pytest.raises(OSError, match=f'^port {port} on 127.0.0.1 is in use .*--port'):
+      studio_lib.serve([str(tmp_path / 'missing')], port=port)
+  with pytest.raises(FileNotFoundError):
+    studio_lib.serve([str(tmp_path / 'missing')], port=0)

@@ -13,9 +13,12 @@ calls (`ddsp.training.studio_lib` serves them). The server listens on 127.0.0.1 
 --host says otherwise; nothing is fetched from outside.
 
 Errors: a flag out of its range ends with one line `ddsp_studio: error: ...` and exit code 2; a missing or
-unusable model folder, or a port in use, with one line and exit code 1, before the server starts.
+unusable model folder, or a port in use, with one line and exit code 1, before the server starts (a port in use
+before TensorFlow loads).
 """
+import errno
 import os
+import socket
 import sys
 
 from absl import app
@@ -66,6 +69,20 @@ def _error(message):
   sys.exit(1)
 
 
+def _check_port(host, port):
+  """Ends at once, before TensorFlow and the models load, when the port cannot be taken (`studio_lib.serve`
+  takes it for real afterwards)."""
+  try:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+      s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does
+      s.bind((host, port))
+  except OSError as e:
+    if e.errno == errno.EADDRINUSE:
+      _error(f'port {port} on {host} is in use (another ddsp_studio?): choose another with --port '
+             '(0: any free port).')
+    _error(f'cannot listen on {host}:{port}: {e.strerror or e}.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -75,6 +92,7 @@ def main(argv):
   for model_dir in FLAGS.model_dir:
     if not os.path.isdir(os.path.expanduser(model_dir)):
       _error(f'--model_dir {model_dir!r} is not a folder.')
+  _check_port(FLAGS.host, FLAGS.port)
   from ddsp.training import studio_lib
   try:
     studio_lib.serve(FLAGS.model_dir, host=FLAGS.host, port=FLAGS.port, crepe_model=FLAGS.crepe_model,

@@ -25,6 +25,7 @@ independent and a long transfer does not block the page.
 """
 import concurrent.futures
 import dataclasses
+import errno
 import http
 import http.server
 import json
@@ -576,7 +577,9 @@ class StudioServer(http.server.ThreadingHTTPServer):
 
 def serve(model_dirs, host='127.0.0.1', port=8000, crepe_model='tiny', crepe_frame_rate=None, workers=2,
           ready=None):
-  """Loads the models and serves the studio until interrupted (Ctrl-C).
+  """Listens, loads the models and serves the studio until interrupted (Ctrl-C).
+
+  The port is taken before the models load, so a port in use is reported at once.
 
   Args:
     model_dirs: training folders.
@@ -584,13 +587,24 @@ def serve(model_dirs, host='127.0.0.1', port=8000, crepe_model='tiny', crepe_fra
     crepe_model, crepe_frame_rate: the f0 analysis of the inputs.
     workers: jobs run at the same time.
     ready: called with the page's URL once the server listens (default: print it).
+
+  Raises:
+    OSError: cannot listen on host:port (one line: in use, or an address this machine does not have).
+    FileNotFoundError, ValueError: a model folder `inference.load_model` cannot use.
   """
-  studio = Studio(model_dirs, crepe_model=crepe_model, crepe_frame_rate=crepe_frame_rate, workers=workers)
   try:
-    server = StudioServer(studio, host, port)
+    server = StudioServer(None, host, port)
+  except OSError as e:
+    if e.errno == errno.EADDRINUSE:
+      raise OSError(f'port {port} on {host} is in use (another ddsp_studio?): choose another with --port '
+                    '(0: any free port).') from None
+    raise OSError(f'cannot listen on {host}:{port}: {e.strerror or e}.') from None
+  try:
+    studio = Studio(model_dirs, crepe_model=crepe_model, crepe_frame_rate=crepe_frame_rate, workers=workers)
   except BaseException:
-    studio.close()
+    server.server_close()
     raise
+  server.studio = studio
   if threading.current_thread() is threading.main_thread():
     def stop(signum, frame):  # SIGTERM ends the server as Ctrl-C does (the job folders are removed)
       del signum, frame

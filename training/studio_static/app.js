@@ -186,12 +186,15 @@ function showResult(job) {
   $('curves').src = job.files['curves.png'] + bust;
   $('download').href = job.files['output.wav'] + '?download=1';
   const info = job.info;
-  let summary = `${info.seconds} s at ${info.sample_rate} Hz; pitch shift ${info.pitch_shift_semitones} ` +
-      `semitones, loudness shift ${info.loudness_shift_db.toFixed(1)} dB, ${info.voiced_frames} of ` +
-      `${info.n_frames} frames voiced; reverb ${info.reverb ? 'on' : 'off'}.`;
+  const signed = (x, digits) => `${x > 0 ? '+' : ''}${x.toFixed(digits)}`;
+  let summary = `${info.seconds} s at ${info.sample_rate} Hz; pitch shifted ` +
+      `${signed(info.pitch_shift_semitones, 1)} semitones, loudness ${signed(info.loudness_shift_db, 1)} dB`;
   if (info.auto_octave_shift !== undefined) {
-    summary += ` Auto-adjust: ${info.auto_octave_shift} octaves, ${info.auto_loudness_shift_db.toFixed(1)} dB.`;
+    const octaves = Math.abs(info.auto_octave_shift) === 1 ? 'octave' : 'octaves';
+    summary += ` (auto-adjust: ${signed(info.auto_octave_shift, 0)} ${octaves}, ` +
+        `${signed(info.auto_loudness_shift_db, 1)} dB, to the training set's median pitch and mean level)`;
   }
+  summary += `; ${info.voiced_frames} of ${info.n_frames} frames voiced; reverb ${info.reverb ? 'on' : 'off'}.`;
   if (info.notes.length) summary += ` Input: ${info.notes.join('; ')}.`;
   $('summary').textContent = summary;
   $('results').hidden = false;
