@@ -100,6 +100,7 @@ def main(argv):
     raise app.UsageError('--save_dir is required.')
   check_flags(FLAGS)
   from ddsp.training import checkpoints
+  from ddsp.training import signals
   from ddsp.training import train_util
   from ddsp.training import trainers
   try:
@@ -111,7 +112,7 @@ def main(argv):
                  mixed_precision=FLAGS.mixed_precision, seed=FLAGS.seed, eval_once=FLAGS.eval_once,
                  progress_bar=FLAGS.progress_bar)
   except (experiment.GinConfigError, FileNotFoundError, train_util.DataError, train_util.StrategyError,
-          trainers.NonFiniteLossError, checkpoints.IncompatibleCheckpointError) as e:
+          trainers.NonFiniteLossError, checkpoints.IncompatibleCheckpointError, signals.WorkerLostError) as e:
     print(f'ddsp_run: error: {cli.first_line(e)}', file=sys.stderr)
     sys.exit(1)
   if FLAGS.mode == 'train':

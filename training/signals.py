@@ -60,6 +60,10 @@ class StopSignal:
     return False
 
 
+class WorkerLostError(RuntimeError):
+  """A worker of a multi-worker run disappeared without a signal; the step's all-reduce was aborted."""
+
+
 class ClusterStopped(Exception):
   """Every worker saved a checkpoint at the same step and stops, because one of them received a signal."""
 

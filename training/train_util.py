@@ -455,6 +455,16 @@ def _train(data_provider, trainer, batch_size, num_steps, steps_per_summary, ste
           logging.warning('%s: every worker saved step %d (%s) and stopped.', who, trainer.step,
                           result['checkpoint'])
           break
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+          if not signals.is_multi_worker(trainer.strategy):
+            raise
+          # A peer died without a signal (killed, crashed, unreachable): the all-reduce was aborted.
+          latest = trainer.latest_checkpoint(save_dir)
+          cause = next((line.strip() for line in e.message.splitlines() if 'aborted by' in line), '')
+          raise signals.WorkerLostError(
+              f'Lost contact with another worker during step {step + 1} ({type(e).__name__}'
+              f'{": " + cause if cause else ""}). Restart every worker: they resume from '
+              f'{latest or "the start (no checkpoint was written)"}.') from None
         losses = {k: float(v) for k, v in losses.items()}
         grad_norm = float(grad_norm)
         dt = time.perf_counter() - t0
