@@ -1,17 +1,18 @@
 """Tests of the studio (`ddsp_studio`, `ddsp.training.studio_lib`): its HTTP API, its page in a browser, its
 refusals.
 
-A tiny model is trained for two steps; the studio serves it in this process on a free port. A generated
-two-note clip (220 Hz then 330 Hz) is uploaded, the job polled, the WAV fetched, and its pitch measured with an
-autocorrelation in NumPy (independent of the CREPE that drives the model). The browser test drives the page
-in headless Chromium (Debian's chromium and chromedriver; skipped without them).
+A tiny model is trained for two steps, and a second one for one step on TFRecords that
+`ddsp.data_prep.pipeline.prepare` made from an A4 tone (real `dataset_statistics.json`, for auto-adjust); the
+studio serves both in this process on a free port. Generated harmonic clips are uploaded, the jobs polled, the
+WAVs fetched, and their pitch measured with an autocorrelation in NumPy (independent of the CREPE that drives
+the model). The browser tests drive the page in headless Chromium (Debian's chromium and chromedriver; skipped
+without them): an upload, and a recording from Chromium's fake microphone (a WAV tone of known pitch).
 """
 import concurrent.futures
 import http.client
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -385,9 +386,6 @@ def test_page_in_headless_chromium(server, driver, tmp_path):
   from PIL import Image
   pixels = np.asarray(Image.open(shot).convert('RGB'), np.float64)
   assert pixels.shape[0] > 500 and pixels.std() > 20.0  # not blank
-  target = os.environ.get('DDSP_STUDIO_SCREENSHOT')  # e.g. docs/images/studio.png for the README
-  if target:
-    shutil.copyfile(shot, target)
 
 
 def test_microphone_recording_in_headless_chromium(server, driver):
