@@ -359,6 +359,7 @@ def test_page_in_headless_chromium(server, driver, tmp_path):
   wait = WebDriverWait(driver, 60)
   wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
   assert driver.find_element(By.ID, 'model').get_attribute('value') == 'violin'
+  assert not driver.find_element(By.ID, 'results').is_displayed()  # no empty players before a transfer
   # A refused upload shows its message on the page.
   bad = tmp_path / 'notes.txt'
   bad.write_text('not audio\n' * 20)
