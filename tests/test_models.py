@@ -513,6 +513,10 @@ def test_training_refuses_data_at_another_sample_rate():
   provider = data.SyntheticProvider(n_examples=2, example_secs=0.5, sample_rate=24000, frame_rate=250)
   with pytest.raises(train_util.DataError, match='16000 Hz audio but the data .* is at 24000 Hz'):
     train_util.check_geometry(model, provider)
+  # 0.5 s at 100 frames/s is 50 frames, not the model's 125 (250 frames/s): refused, naming both rates.
+  provider = data.SyntheticProvider(n_examples=2, example_secs=0.5, sample_rate=16000, frame_rate=100)
+  with pytest.raises(train_util.DataError, match='runs at 250 frames/s but the data .* is at 100 frames/s'):
+    train_util.check_geometry(model, provider)
 
 
 def test_compute_losses_compares_synthesis_with_the_input():

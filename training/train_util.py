@@ -288,6 +288,11 @@ def check_geometry(model, data_provider):
     raise DataError(f'The model synthesizes {int(model_rate)} Hz audio but the data '
                     f'({type(data_provider).__name__}) is at {sample_rate} Hz: prepare the data at the model\'s '
                     'rate or set the gin macro `sample_rate` to the data\'s.')
+  model_frames = getattr(model, 'frame_rate', None) if model_rate is not None else None
+  if model_frames is not None and abs(float(model_frames) - frame_rate) > 1e-6 * frame_rate:
+    raise DataError(f'The model runs at {float(model_frames):g} frames/s but the data '
+                    f'({type(data_provider).__name__}) is at {frame_rate} frames/s: prepare the data at the '
+                    'model\'s frame rate or set the gin macro `frame_rate` to the data\'s.')
   return sample_rate, frame_rate
 
 
