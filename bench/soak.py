@@ -6,7 +6,7 @@ every `--steps_per_save`, summaries every `--steps_per_summary`) for `--num_step
 of synthetic tones written first (offline; `bench/train_setup.synthetic_batch`). Per block of `--block` steps
 it prints the wall time of a loop iteration (mean, p50, p90: one `Trainer.train_step` call to the next, so
 summaries and checkpoints count), the process CPU seconds per step, the resident memory at the block's end
-(psutil, else /proc/self/status VmRSS) and how many times the step function has been traced. At the end:
+(psutil, else /proc/self/status VmRSS) and how many times the trainer's functions have been traced. At the end:
 the growth of the p50 step time and of the RSS from the first full block after step 500 (`--warmup_steps`:
 the first block holds tracing and warm-up) to the last block; more than `--max_growth` (10 %), or a retrace,
 is reported as a DEFECT and the exit status is 1.
@@ -91,8 +91,9 @@ class StepClock:
     trainers.Trainer.train_step = train_step
 
   def traces(self):
-    fn = getattr(self.trainer, '_train_step_fn', None)
-    return fn.experimental_get_tracing_count() if fn is not None else 0
+    """Traces so far of the trainer's tf.functions: the step, its XLA-compiled core, the summaries' predict."""
+    fns = [getattr(self.trainer, name, None) for name in ('_train_step_fn', '_compute_grads', '_predict_fn')]
+    return sum(fn.experimental_get_tracing_count() for fn in fns if hasattr(fn, 'experimental_get_tracing_count'))
 
   def tick(self):
     self.wall.append(time.perf_counter())
@@ -161,7 +162,7 @@ def report(clock, block, max_growth, warmup_steps=500):
         f"traces {first['traces']} -> {last['traces']})")
   if last['traces'] > first['traces']:
     defects.append('retracing')
-    print('DEFECT: the step function was traced again during the run')
+    print('DEFECT: a training function was traced again during the run')
   return defects
 
 
