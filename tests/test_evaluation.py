@@ -169,6 +169,11 @@ def test_eval_mode_writes_results_matching_an_independent_computation(trained_di
   with open(os.path.join(trained_dir, 'eval_results.json')) as f:
     assert [h['step'] for h in json.load(f)['history']] == [2]  # the same step is replaced, not duplicated
 
+  # A batch larger than the data still evaluates every example once (the last, partial batch is kept).
+  whole = evaluation.evaluate_checkpoint(ddsp_run.data_provider_from_gin(), model, trained_dir, batch_size=32,
+                                         num_batches=None, crepe_model=None)
+  assert whole['num_examples'] == 16
+
 
 def test_sample_mode_writes_wavs_and_pngs(trained_dir):
   out = ddsp_run.run('sample', trained_dir, gin_params=['sample.num_examples = 2', 'sample.batch_size = 2',

@@ -328,7 +328,8 @@ def restore_model(model, checkpoint):
 
 def _eval_dataset(data_provider, batch_size, num_batches):
   train_util.check_data_patterns(data_provider)
-  dataset = data_provider.get_dataset(batch_size, shuffle=False, repeats=1)
+  # A last partial batch is evaluated too (the metrics pool per example): 7 windows at batch 8 are one batch.
+  dataset = data_provider.get_dataset(batch_size, shuffle=False, repeats=1, drop_remainder=False)
   if num_batches:
     dataset = dataset.take(num_batches)
   return dataset
