@@ -3,24 +3,57 @@
 `LiveModel(model, block_size)` joins `ddsp.stream_features.FeatureStream` (causal loudness and CREPE f0 of the
 input, as offline) and `streaming.StreamingModel` (the trained decoder and synthesizers, as offline):
 
-    live = LiveModel(model, block_size=960)               # a multiple of the model's hop
+    live = LiveModel(model, block_size=512)               # any number of samples (a plugin host's block)
     state = live.initial_state(batch_size=1)              # every tensor zero
-    for block in blocks:                                  # [1, 960] float32 at model.sample_rate
-      out, state = live.step(block, state)                # [1, 960]: the audio of `latency` samples ago
+    for block in blocks:                                  # [1, 512] float32 at model.sample_rate
+      out, state = live.step(block, state)                # [1, 512]: the audio of `latency` samples ago
 
-State: the feature stream's tensors under `features_<key>` and the StreamingModel's under their own names
-(`gru_state`, `frames`, `<harmonic>_phase`, ...), one flat dict, so an exported step (`ddsp_export --streaming
---with_features`) takes and returns them by name.
+State: the feature stream's tensors under `features_<key>`, the StreamingModel's under their own names
+(`gru_state`, `frames`, `<harmonic>_phase`, ...) and the adapter's under `host_<key>`, one flat dict, so an
+exported step (`ddsp_export --streaming --with_features`) takes and returns them by name.
 
-Latency, exactly: the features of a frame come out `features.latency_frames` frames late (the look-ahead of
-the centred loudness and CREPE windows), the synthesis adds its own `streamer.latency_frames` (2), so output
-sample n is the model's rendering of input sample n - `latency`, `latency = (Dl + 2) * hop` samples. A host
-that collects `block_size` samples before each call adds the block: `total_latency = block_size + latency`.
+Any block size. A block of a whole number of hops is one inner step (its frames at once). Any other block
+goes through the host-block adapter: the block joins the input FIFO (`host_in`, the `host_fill` samples not yet
+a whole hop), every whole hop in it runs one inner step of one frame (a `tf.while_loop` of 0 .. B // hop + 1
+trips: TFLite's built-in WHILE, so the export keeps a fixed block size), their audio joins the output FIFO
+(`host_out`) and the call returns its oldest B samples. After call k, c = (k + 1) B mod hop input samples wait
+for the rest of their hop, so the output must run c samples behind what the inner steps have made; c takes
+every multiple of g = gcd(B, hop) below hop, so the adapter delays by exactly E = hop - g
+(`adapter_latency`), the least that never runs dry; E = 0 for a whole number of hops. The output equals the
+whole-hop path's, E samples later, sample for sample (tests/test_live_blocks.py).
+
+Latency, exactly: output sample n is the model's rendering of input sample n - `latency`, `latency =
+(Dl + D) * hop + E` samples: the features of a frame come out `features.latency_frames` (Dl) frames late (the
+look-ahead of the centred loudness and CREPE windows, rounded up to whole frames), the synthesis adds
+`streamer.latency_frames` (D = 2), and the adapter E. A host that collects `block_size` samples before each
+call adds the block: `total_latency = block_size + latency`. At 48 kHz, 50 frames/s (hop 960): Dl = 1, D = 2,
+so 960-sample blocks: 960 + 2880 = 3840 samples = 80 ms; 512-sample blocks: 512 + 2880 + 896 = 4288 samples
+= 89.33 ms.
+
+Where it comes from (the 48 kHz real-time recipe). Offline, the audio of segment t (samples [t hop,
+(t + 1) hop)) crossfades the harmonic controls of frames t and t + 1, and frame t + 1's Nyquist mask takes the
+largest f0 of frames t .. t + 2 (`oscillators.neighbour_max`): segment t needs f0 of frame t + 2, whose CREPE
+window (1024 samples at 16 kHz, centred, plus the decimator's 32) ends 1632 input samples after its centre.
+So segment t cannot be made before input sample t hop + 2 hop + 1632 has arrived: 3552 samples = 74 ms after
+its first sample, whatever the block size, before any frame rounding. The loudness window (n_fft 2048: 1024
+samples after frame t + 1's centre) and the noise filter (its 127-tap FIR spills 63 samples into the previous
+segment, inside frame t + 1 which the harmonics need anyway) are never the binding term, so a smaller loudness
+window would not lower the latency today. Frame rounding costs little: the inner steps start on hop
+boundaries, so segment t is out at input sample (t + 4) hop instead of t hop + 3552; for 960-sample blocks that
+costs nothing (3840 either way), for 512-sample blocks 256 samples (a feature stream able to start a frame at
+any sample would reach 512 + 3520 = 4032 samples = 84 ms; these minima are brute-forced in
+tests/test_live_blocks.py). The 50 ms target at 48 kHz with 512-sample blocks therefore needs a change of
+convention, in training and live alike: a causal Nyquist mask (f0 of frames t - 1 .. t + 1, -1 frame) and f0
+from a CREPE window that ends at its frame instead of being centred on it (look-ahead 96 samples instead of
+1632); then the loudness window binds, and with `OnlineLoudnessPreprocessor.n_fft` 1024 (512 samples of
+look-ahead) the total is 512 + 1856 = 2368 samples = 49.33 ms on hop boundaries (1920 = 40 ms
+sample-granular), with n_fft 2048 it would be 2432 (50.67 ms).
 
 Features. f0 comes from CREPE run at the model's frame rate on the 16 kHz resampled input (see
 `ddsp.stream_features`); the model reads f0 and loudness as it was trained to (no confidence gating: a live
 path cannot bridge gaps without more look-ahead); the confidence is returned by `step_with_features`.
 """
+import math
 import os
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
@@ -55,18 +88,28 @@ class LiveModel(tf.Module):
   def __init__(self, model, block_size, crepe_model='tiny', loudness_n_fft=None, noise_seed=0,
                jit_compile=False, name='live_model'):
     super().__init__(name=name)
-    self.streamer = streaming.StreamingModel(model, block_size, noise_seed=noise_seed)
+    _, _, hop = streaming.model_geometry(model)
+    block_size = int(block_size)
+    if block_size <= 0:
+      raise ValueError(f'block_size must be a positive number of samples, got {block_size}.')
+    # A block that is not a whole number of hops goes through the host-block adapter (module doc): one hop
+    # per inner step, the pending input and the output not yet due carried in the state.
+    self.adapter = block_size % hop != 0
+    self.streamer = streaming.StreamingModel(model, hop if self.adapter else block_size, noise_seed=noise_seed)
     self.sample_rate = int(self.streamer.sample_rate)
     self.hop = self.streamer.hop
-    self.block_size = self.streamer.block_size
-    self.block_frames = self.streamer.block_frames
+    self.block_size = block_size
+    self.block_frames = self.streamer.block_frames  # frames per inner step
+    self.max_steps = block_size // self.hop + 1 if self.adapter else 1  # inner steps per call, at most
     if loudness_n_fft is None:
       loudness_n_fft = getattr(model.preprocessor, 'n_fft', None) or 2048
     self.features = stream_features.FeatureStream(self.sample_rate, self.sample_rate / self.hop,
                                                   self.block_frames, loudness_n_fft=loudness_n_fft,
                                                   crepe_model=crepe_model, align_frames=self.block_frames)
     self.latency_frames = self.features.latency_frames + self.streamer.latency_frames
-    self.latency = self.latency_frames * self.hop
+    self.frame_latency = self.latency_frames * self.hop
+    self.adapter_latency = adapter_latency(block_size, self.hop)
+    self.latency = self.frame_latency + self.adapter_latency
     self.total_latency = self.block_size + self.latency
     self._step_fn = tf.function(self._step, jit_compile=bool(jit_compile), reduce_retracing=True)
 
@@ -74,6 +117,10 @@ class LiveModel(tf.Module):
     spec = {FEATURE_PREFIX + k: v for k, v in self.features.state_spec(batch_size).items()}
     spec[FEATURE_PREFIX + 'frames_done'] = tf.TensorSpec([], tf.int32)
     spec.update(self.streamer.state_spec(batch_size))
+    if self.adapter:
+      spec['host_in'] = tf.TensorSpec([batch_size, self.hop], tf.float32)
+      spec['host_fill'] = tf.TensorSpec([], tf.int32)
+      spec['host_out'] = tf.TensorSpec([batch_size, self.adapter_latency + self.block_size], tf.float32)
     return {k: spec[k] for k in sorted(spec)}
 
   def initial_state(self, batch_size=1):
@@ -94,8 +141,8 @@ class LiveModel(tf.Module):
                          'channels (downmix first).')
       audio = audio[..., 0]
     if audio.shape.rank != 2 or (audio.shape[1] is not None and audio.shape[1] != self.block_size):
-      raise ValueError(f'An audio block must be [batch, {self.block_size}] samples (block_size, a multiple of '
-                       f'the hop {self.hop}), got shape {audio.shape}.')
+      raise ValueError(f'An audio block must be [batch, {self.block_size}] samples (the block_size this '
+                       f'LiveModel was built for), got shape {audio.shape}.')
     return audio
 
   def step(self, audio, state, sample_rate=None):
@@ -105,10 +152,45 @@ class LiveModel(tf.Module):
 
   def step_with_features(self, audio, state, sample_rate=None):
     """As `step`, also returning the features (f0_hz, f0_confidence, loudness_db `[B, block_frames]`) of input
-    frames [s - features.latency_frames, ...)."""
+    frames [s - features.latency_frames, ...). With the adapter: `[B, max_steps]`, the frames of this call's
+    inner steps last (right-aligned), and `n_frames` (int32 scalar) how many of them there are."""
     return self._step_fn(self.check_block(audio, sample_rate), state)
 
   def _step(self, audio, state):
+    if not self.adapter:
+      return self._inner_step(audio, state)
+    return self._adapter_step(audio, state)
+
+  def _adapter_step(self, audio, state):
+    """Host block -> whole hops -> host block (module doc, "Any block size")."""
+    hop, size, extra = self.hop, self.block_size, self.adapter_latency
+    audio = self.features.sanitize(audio)  # a non-finite sample silences the whole host block
+    inner = {k: v for k, v in state.items() if not k.startswith('host_')}
+    fill = state['host_fill']  # c: pending input samples, right-aligned in host_in
+    combined = tf.concat([state['host_in'], audio], axis=1)  # the pending input is combined[:, hop - c:]
+    n_steps = (fill + size) // hop
+    batch = tf.shape(audio)[0]
+    feats0 = {k: tf.zeros([batch, self.max_steps]) for k in self.features.keys}
+
+    def body(i, fifo, inner, feats):
+      start = hop - fill + i * hop
+      block = tf.gather(combined, start + tf.range(hop), axis=1)
+      out, inner, f = self._inner_step(block, inner)
+      # The output FIFO holds its samples right-aligned: shift left by one hop, append this hop.
+      fifo = tf.concat([fifo[:, hop:], out], axis=1)
+      feats = {k: tf.concat([feats[k][:, 1:], f[k]], axis=1) for k in feats}
+      return i + 1, fifo, inner, feats
+
+    _, fifo, inner, feats = tf.while_loop(lambda i, *_: i < n_steps, body,
+                                          (tf.constant(0), state['host_out'], inner, feats0))
+    # The FIFO held E - c samples before the loop (E = adapter_latency); emit its oldest `size`.
+    held = extra - fill + n_steps * hop
+    out = tf.gather(fifo, extra + size - held + tf.range(size), axis=1)
+    new_state = dict(inner, host_in=combined[:, -hop:], host_fill=fill + size - n_steps * hop, host_out=fifo)
+    feats['n_frames'] = n_steps
+    return out, {k: new_state[k] for k in sorted(new_state)}, feats
+
+  def _inner_step(self, audio, state):
     feat_state = {k[len(FEATURE_PREFIX):]: v for k, v in state.items() if k.startswith(FEATURE_PREFIX)}
     stream_state = {k: v for k, v in state.items() if not k.startswith(FEATURE_PREFIX)}
     done = feat_state.pop('frames_done')
@@ -156,11 +238,24 @@ class LiveModel(tf.Module):
         progress(time.perf_counter() - start)
       outs.append(out)
       for k in feats:
-        feats[k].append(f[k].numpy())
+        v = f[k].numpy()
+        feats[k].append(v[:, v.shape[1] - int(f['n_frames']):] if self.adapter else v)
     n_frames = -(-n // self.hop)
     d = self.features.latency_frames
     audio_out = np.concatenate(outs, axis=1)[:, self.latency:self.latency + n]
     return audio_out, {k: np.concatenate(v, axis=1)[:, d:d + n_frames] for k, v in feats.items()}
+
+
+def adapter_latency(block_size, hop):
+  """The host-block adapter's delay in samples: 0 for a whole number of hops, else hop - gcd(block_size, hop).
+
+  Call k has received (k + 1) B input samples, of which c = (k + 1) B mod hop wait in the input FIFO for the
+  rest of their hop; the inner steps have made (k + 1) B - c output samples, and the call must return B of
+  them, so the output runs E >= c samples behind. c takes every multiple of g = gcd(B, hop) below hop, so the
+  least E that never runs dry is hop - g (module doc).
+  """
+  block_size, hop = int(block_size), int(hop)
+  return 0 if block_size % hop == 0 else hop - math.gcd(block_size, hop)
 
 
 def block_time_report(block_seconds, block_size, sample_rate, warmup=2):
@@ -182,12 +277,14 @@ def block_time_report(block_seconds, block_size, sample_rate, warmup=2):
 def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tiny', checkpoint=None):
   """What `ddsp_stream` does: a file through the live path block by block, written as a WAV.
 
+  `block_size` 0 (or None) means the model's hop (the least latency); any other number of samples works.
+
   The input is read as mono at the model's rate (converted with a note, as `ddsp_transfer` does); the output
   is aligned with it (the latency removed) and written atomically.
 
   Returns:
     dict: the `block_time_report` figures, latency / total_latency (samples and ms), lookahead_samples,
-    seconds of audio, notes.
+    feature / synth latency frames, hop, adapter_latency (samples), seconds of audio, notes.
 
   Raises:
     ValueError (export_lib.ExportError, validation.InputError): no model, bad block size, unreadable input.
@@ -196,6 +293,8 @@ def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tin
   from ddsp.training import export_lib
   from ddsp.training import features as features_lib
   model = export_lib.load_model(model_dir, checkpoint)
+  if not block_size:  # the model's hop: the least latency
+    block_size = model.hop_size
   player = LiveModel(model, block_size, crepe_model=crepe_model)
   audio, notes = features_lib.read_input(input_path, player.sample_rate)
   times = []
@@ -208,5 +307,6 @@ def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tin
                 total_latency=player.total_latency, total_latency_ms=player.total_latency * ms,
                 lookahead_samples=dict(player.features.lookahead_samples),
                 feature_latency_frames=player.features.latency_frames,
-                synth_latency_frames=player.streamer.latency_frames)
+                synth_latency_frames=player.streamer.latency_frames, hop=player.hop,
+                adapter_latency=player.adapter_latency)
   return report

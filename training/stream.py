@@ -1,9 +1,11 @@
 r"""`ddsp_stream`: a recording through a trained model's live path, block by block, as a plugin host runs it.
 
-  ddsp_stream --model_dir=/tmp/violin --input=voice.wav --output=out/voice_violin_live.wav --block_size=256
+  ddsp_stream --model_dir=/tmp/violin --input=voice.wav --output=out/voice_violin_live.wav --block_size=512
 
 Each block of `--block_size` input samples goes through `ddsp.training.live.LiveModel.step` (causal loudness
-and CREPE f0 of the input, then the model), one call per block; the output WAV is aligned with the input.
+and CREPE f0 of the input, then the model), one call per block. Any block size works: one that is not a whole
+number of hops goes through the host-block adapter, which adds hop - gcd(block_size, hop) samples; the default
+is the model's hop, the least latency. The output WAV is aligned with the input.
 Prints the real-time factor, the per-block wall time (p50 / p99) and the algorithmic latency. An input of
 another rate or channel count is converted to the model's mono rate first, with a note. The work is
 `live.stream_file`.
@@ -23,7 +25,7 @@ os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 FLAGS = flags.FLAGS
 CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
 RANGES = {
-    'block_size': validation.Range(1, 1 << 20, 'samples'),
+    'block_size': validation.Range(0, 1 << 20, 'samples'),
     'threads': validation.Range(0, 1024),
 }
 
@@ -35,8 +37,9 @@ def define_flags():
   flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix or folder (default: the newest in model_dir).')
   flags.DEFINE_string('input', None, 'Input recording (wav, flac, ogg, mp3; any rate and channel count).')
   flags.DEFINE_string('output', None, 'Output WAV.')
-  flags.DEFINE_integer('block_size', 256, RANGES['block_size'].help('Samples per block (a multiple of the '
-                       "model's hop)."))
+  flags.DEFINE_integer('block_size', 0, RANGES['block_size'].help("Samples per block, any number (0: the "
+                       "model's hop, the least latency; a plugin host's block, e.g. 512, adds hop - "
+                       'gcd(block, hop) samples).'))
   flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS), 'CREPE capacity of the live f0.')
   flags.DEFINE_integer('threads', 0, RANGES['threads'].help('TensorFlow intra-op threads (0: the default).'))
 
@@ -75,8 +78,9 @@ def main(argv):
         f"p99 {report['p99_ms']:.2f} ms (first 2 blocks, {report['warmup_ms']:.0f} ms with tracing, left out)")
   print(f"ddsp_stream: latency {report['latency']} samples = {report['latency_ms']:.2f} ms (features "
         f"{report['feature_latency_frames']} frames for the look-ahead of {look}; synthesis "
-        f"{report['synth_latency_frames']} frames); with the block {report['total_latency']} samples = "
-        f"{report['total_latency_ms']:.2f} ms")
+        f"{report['synth_latency_frames']} frames for the next frame's controls and Nyquist mask; "
+        f"{report['hop']} samples per frame; host-block adapter {report['adapter_latency']} samples); with the "
+        f"block {report['total_latency']} samples = {report['total_latency_ms']:.2f} ms")
 
 
 def console_entry_point():
