@@ -125,3 +125,18 @@ def test_cli_refuses_an_output_that_is_an_input(trained_dir, tmp_path, monkeypat
               f'--f0_curve={curve}')
   assert proc.returncode == 1 and 'the figure beside --output' in proc.stderr, proc.stderr[-2000:]
   assert not (tmp_path / 'out.wav').exists()
+
+
+def test_result_curves_draw_f0_on_voiced_frames_only():
+  import types
+  from ddsp.training import resynthesis
+  f0_in = np.array([1990.0, 220.0, 221.0, 0.0, 1500.0, 330.0])    # CREPE's guesses on silence at 0 and 4
+  voiced = np.array([False, True, True, False, False, True])
+  result = types.SimpleNamespace(
+      features_input={'f0_hz': f0_in, 'loudness_db': np.full(6, -30.0)},
+      features={'f0_hz': 2.0 * f0_in, 'loudness_db': np.full(6, -33.0), 'voiced': voiced})
+  f0_curves, ld_curves = resynthesis.result_curves(result)
+  for curve, scale in zip(f0_curves.values(), (1.0, 2.0)):
+    np.testing.assert_array_equal(np.isnan(curve), ~voiced)
+    np.testing.assert_array_equal(curve[voiced], scale * f0_in[voiced])
+  np.testing.assert_array_equal(list(ld_curves.values())[1], np.full(6, -33.0))

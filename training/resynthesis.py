@@ -230,12 +230,15 @@ def results_figure(audio_in, audio_out, sample_rate, frame_rate, f0_curves, loud
 def result_curves(result):
   """The curves of a `TransferResult` that its figures draw: ({label: f0 Hz `[n_frames]`}, {label: dB}).
 
-  f0: the input's (CREPE) and the one fed to the model on its voiced frames (NaN elsewhere); loudness: the
-  input's and the one fed to the model.
+  f0: the input's (CREPE) and the one fed to the model, both on the voiced frames only (NaN elsewhere: CREPE's
+  guesses on silence, often near 2 kHz, would squash the axis); loudness: the input's and the one fed to the
+  model.
   """
-  f0_curves = {'input f0 (CREPE)': result.features_input['f0_hz'],
-               'f0 used (voiced)': np.where(result.features['voiced'] & (result.features['f0_hz'] > 0),
-                                            result.features['f0_hz'], np.nan)}
+  voiced = np.asarray(result.features['voiced'], bool)
+  f0_in = np.asarray(result.features_input['f0_hz'], np.float64)
+  f0_used = np.asarray(result.features['f0_hz'], np.float64)
+  f0_curves = {'input f0 (CREPE, voiced)': np.where(voiced & (f0_in > 0), f0_in, np.nan),
+               'f0 used (voiced)': np.where(voiced & (f0_used > 0), f0_used, np.nan)}
   ld_curves = {'input loudness': result.features_input['loudness_db'],
                'loudness used': result.features['loudness_db']}
   return f0_curves, ld_curves
