@@ -34,8 +34,9 @@ the live resampler's last Q / M outputs see the file's last samples and the zero
 
 Bad input. A non-finite sample makes its whole block (per example) silence; the state stays finite.
 
-Everything is written with TFLite built-in ops (matrix products for the DFT, a strided convolution for the
-resampler, a gather for the framing, the Keras CREPE network), so the step exports without the Flex delegate.
+Everything is written with TFLite built-in ops (`tf.signal.rfft` for the loudness, RFFT2D in TFLite, or a
+real-DFT matrix product when n_fft is not a power of two; a strided convolution for the resampler, a gather
+for the framing, the CREPE network), so the step exports without the Flex delegate.
 """
 import math
 
@@ -87,13 +88,21 @@ def resample_to_crepe(audio, sample_rate):
   return full[q::factor][:-(-x.shape[0] // factor)].astype(np.float32)
 
 
+def _loudness_tables(n_fft, sample_rate):
+  """(`[n_fft]` periodic Hann window, `[n_fft / 2 + 1]` per-bin power weights), float32: the power of
+  `rfft(frame * window)` weighted and summed = the A-weighted, calibrated power of `compute_loudness`."""
+  weights, window = spectral_ops._loudness_weights(int(n_fft), int(sample_rate))  # same weights as offline
+  return window.astype(np.float32), weights.astype(np.float32)
+
+
 def _loudness_matrix(n_fft, sample_rate):
   """`[n_fft, 2 K]`: frame @ it, squared and summed = the A-weighted, calibrated power of `compute_loudness`.
 
-  The periodic Hann window and the square roots of the per-bin weights folded into the real DFT's cosines and
-  sines; bins of zero weight (DC) are left out.
+  The real DFT with the periodic Hann window and the square roots of the per-bin weights folded into its
+  cosines and sines; bins of zero weight (DC) are left out. Used when n_fft is not a power of two (TFLite's
+  RFFT2D needs one).
   """
-  weights, window = spectral_ops._loudness_weights(int(n_fft), int(sample_rate))  # same weights as offline
+  weights, window = spectral_ops._loudness_weights(int(n_fft), int(sample_rate))
   bins = np.flatnonzero(weights > 0)
   n = np.arange(n_fft)[:, np.newaxis]
   angle = 2.0 * np.pi * n * bins[np.newaxis] / n_fft
@@ -182,7 +191,13 @@ class FeatureStream:
     self.latency_frames = -(-max(0, *lags) // align) * align
     self.latency = self.latency_frames * self.hop
     self.keys = ('loudness_db',) if crepe_model is None else ('f0_hz', 'f0_confidence', 'loudness_db')
-    self._ld_matrix = tf.constant(_loudness_matrix(self.n_fft, self.sample_rate))
+    # The loudness power: an RFFT of the windowed frame (n_fft a power of two), else a real-DFT matrix.
+    self._ld_fft = self.n_fft & (self.n_fft - 1) == 0
+    if self._ld_fft:
+      window, weights = _loudness_tables(self.n_fft, self.sample_rate)
+      self._ld_window, self._ld_weights = tf.constant(window), tf.constant(weights)
+    else:
+      self._ld_matrix = tf.constant(_loudness_matrix(self.n_fft, self.sample_rate))
     self._ld_index = _frame_index(self.block_frames, self.hop, self.n_fft)
     if crepe_model is not None:
       self._f0_index = _frame_index(self.block_frames, self.hop16, crepe.FRAME_SIZE)
@@ -221,8 +236,13 @@ class FeatureStream:
     ext = tf.concat([state['audio'], audio], axis=1)
     new_state['audio'] = ext[:, -self.state_spec()['audio'].shape[1]:]
     frames = tf.gather(ext, self._ld_index, axis=1)  # [B, F, n_fft]
-    proj = tf.reshape(tf.matmul(tf.reshape(frames, [-1, self.n_fft]), self._ld_matrix), [batch, self.block_frames, -1])
-    power = tf.reduce_sum(tf.square(proj), axis=-1)
+    if self._ld_fft:
+      spectrum = tf.signal.rfft(frames * self._ld_window)  # TFLite: RFFT2D
+      power = tf.reduce_sum((tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum)))
+                            * self._ld_weights, axis=-1)
+    else:
+      proj = tf.matmul(tf.reshape(frames, [-1, self.n_fft]), self._ld_matrix)
+      power = tf.reshape(tf.reduce_sum(tf.square(proj), axis=-1), [batch, self.block_frames])
     loudness = 10.0 / math.log(10.0) * tf.math.log(tf.maximum(power, 1e-20)) - self.ref_db
     features = {'loudness_db': tf.maximum(loudness, -self.range_db)}
     if self.crepe_model is None:
@@ -250,8 +270,12 @@ class FeatureStream:
     return features, new_state
 
   def flops_per_frame(self):
-    """Multiply-adds x 2 per frame: the loudness DFT, the resampler and the CREPE network."""
-    total = 2 * self.n_fft * int(self._ld_matrix.shape[1])
+    """Multiply-adds x 2 per frame: the loudness FFT (2.5 n log2 n for a real FFT, plus the window and the
+    weighted power), the resampler and the CREPE network."""
+    if self._ld_fft:
+      total = int(2.5 * self.n_fft * math.log2(self.n_fft)) + self.n_fft + 4 * (self.n_fft // 2 + 1)
+    else:
+      total = 2 * self.n_fft * int(self._ld_matrix.shape[1])
     if self.crepe_model is not None:
       total += 2 * self.hop * (2 * self.q + 1) // self.factor + crepe.flops_per_frame(self.crepe_model)
     return total
