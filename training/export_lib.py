@@ -272,15 +272,16 @@ def export(save_dir, output, fmt='saved_model', streaming=False, block_size=256,
   if with_features and not streaming:
     raise ExportError('--with_features needs --streaming (it exports the live audio -> audio step).')
   if streaming and (int(block_size) <= 0):
-    raise ExportError(f'--block_size must be a positive multiple of the hop, got {block_size}.')
+    raise ExportError(f'--block_size must be a positive number of samples, got {block_size}.')
   model = load_model(save_dir, checkpoint)
   from ddsp.training import streaming as streaming_lib
   try:
     _, _, hop = streaming_lib.model_geometry(model)
   except ValueError as e:
     raise ExportError(str(e)) from e
-  if streaming and int(block_size) % hop:
-    raise ExportError(f'--block_size {block_size} is not a multiple of the hop ({hop} samples per frame).')
+  if streaming and not with_features and int(block_size) % hop:  # the live step takes any block (its adapter)
+    raise ExportError(f'--block_size {block_size} is not a multiple of the hop ({hop} samples per frame; '
+                      '--with_features takes any block size).')
   try:
     if fmt == 'saved_model':
       return export_saved_model(model, output, streaming, block_size, batch_size, noise_seed, with_features,
