@@ -94,6 +94,33 @@ def test_stream_features_refuse_bad_geometry():
     stream_features.FeatureStream(16000, 300, 1)
 
 
+def test_crepe_network_equals_keras_model_and_reads_a_sine():
+  """The live CREPE (plain ops, first convolution over groups of 4 samples) against the Keras model, and the
+  pitch of a 440 Hz sine read from it (within CREPE tiny's 25 cents)."""
+  from ddsp import crepe
+  rng = np.random.default_rng(3)
+  t = np.arange(1024) / 16000.0
+  audio = _clip(16000)
+  frames = np.stack([audio[8000:9024], audio[20000:21024], 0.5 * np.sin(2 * np.pi * 440.0 * t),
+                     1e-3 * rng.standard_normal(1024), np.zeros(1024)]).astype(np.float32)
+  net = stream_features.CrepeNetwork('tiny')
+  want = crepe.get_crepe_model('tiny')(frames, training=False).numpy()
+  np.testing.assert_allclose(net(tf.constant(frames)).numpy(), want, atol=1e-5, rtol=0)
+  for i in range(frames.shape[0]):  # one frame at a time, as a live block runs it
+    np.testing.assert_allclose(net(tf.constant(frames[i:i + 1])).numpy()[0], want[i], atol=1e-5, rtol=0)
+  f0, conf = stream_features.decode_activations(net(tf.constant(frames[2:3])))
+  assert abs(1200 * np.log2(f0.numpy()[0] / 440.0)) < 25.0 and conf.numpy()[0] > 0.5
+
+
+def test_stream_loudness_without_a_power_of_two_fft():
+  """n_fft 1000 (no RFFT in TFLite: the real-DFT matrix) still equals compute_loudness."""
+  audio = _clip(16000)
+  stream = stream_features.FeatureStream(16000, 250, 4, loudness_n_fft=1000, crepe_model=None)
+  got = _stream_features(stream, audio)
+  np.testing.assert_allclose(got['loudness_db'], spectral_ops.compute_loudness(audio, 16000, 250, n_fft=1000),
+                             atol=1e-3, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Audio -> audio.
 # ------------------------------------------------------------------------------------------------------------
