@@ -28,11 +28,9 @@ test: lint
 	$(PY) -m pytest -q -n 2 --dist loadfile tests $(PYTEST_ARGS)
 
 # The whole workflow on the bundled violin: prepare (Beam) -> train (tiny_instrument) -> eval -> sample;
-# then the command that opens the studio (ddsp_studio) on the model it trained.
+# it ends by printing the command that opens the studio (ddsp_studio) on the model it trained.
 demo: $(STAMP)
 	$(PY) -m ddsp.training.demo --output_dir=$(DEMO_OUT)
-	@echo "Open the studio on this model (then http://127.0.0.1:8000/ in a browser):"
-	@echo "  $(VENV)/bin/ddsp_studio --model_dir=$(DEMO_OUT)/model"
 
 # Analysis by synthesis: fit a synthesizer's controls to one bundled note (no network, ~1 min).
 demo-fit: $(STAMP)

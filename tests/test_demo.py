@@ -64,6 +64,9 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
   for name in report['transfer']:
     assert os.path.getsize(os.path.join(out, name)) > 0
 
+  # It ends with the command that opens the studio on the model it trained.
+  assert logs[-1].strip().endswith(f'ddsp_studio --model_dir={model_dir}'), logs[-2:]
+
   # A second run reuses the prepared data and continues training from the checkpoint.
   logs.clear()
   again = demo.run_demo(out, num_steps=5, batch_size=2, steps_per_save=5, gin_params=SMALL, log=logs.append)

@@ -199,7 +199,18 @@ def run_demo(output_dir, num_steps=600, batch_size=8, learning_rate=DEFAULT_LEAR
   log(f'Listen: {transfer_dir}/eval_phrase_resynthesis.wav (held-out phrase), {transfer_dir}/voice_to_violin.wav '
       f'(timbre transfer), {sample_result["output_dir"]}/ (4 s windows); report: '
       f'{os.path.join(output_dir, "demo_report.json")}')
+  log('Open the studio on this model (then http://127.0.0.1:8000/ in a browser):')
+  log(f'  {studio_command()} --model_dir={save_dir}')
   return report
+
+
+def studio_command():
+  """`ddsp_studio` as this interpreter's environment installs it (`.venv/bin/ddsp_studio` under `make demo`)."""
+  path = os.path.join(os.path.dirname(sys.executable), 'ddsp_studio')
+  if not os.path.exists(path):
+    return 'ddsp_studio'
+  relative = os.path.relpath(path)
+  return relative if not relative.startswith('..') else path
 
 
 def main(argv):
