@@ -1,9 +1,9 @@
 r"""Benchmark of the studio (`ddsp_studio`): how long a transfer takes through the HTTP API, where the time
 goes, and whether the page stays responsive while a job runs.
 
-The studio (`ddsp.training.studio_lib`) serves one model in this process on a free port. For each length,
-the first seconds of the bundled 60 s violin phrase are uploaded as a 16-bit WAV (POST /api/jobs) and the job
-is polled every 50 ms until done:
+The studio (`ddsp.training.studio_jobs`, served by `studio_lib`) serves one model in this process on a free
+port. For each length, the first seconds of the bundled 60 s violin phrase are uploaded as a 16-bit WAV
+(POST /api/jobs) and the job is polled every 50 ms until done:
   * total: upload to done (wall seconds) and the real-time factor (seconds of audio per second);
   * per stage: read, features (CREPE and loudness), controls, synthesis, files (WAV and the three PNGs);
   * poll: the latency of GET /api/jobs/<id> while the job runs (p50 / p99, ms): the page's progress requests
@@ -77,12 +77,13 @@ def main():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   import soundfile as sf
   from ddsp import bundled
+  from ddsp.training import studio_jobs
   from ddsp.training import studio_lib
 
   with tempfile.TemporaryDirectory() as tmp:
     model_dir = args.model_dir or ('demo_out/model' if os.path.isdir('demo_out/model') else _tiny_model(tmp))
     t0 = time.perf_counter()
-    studio = studio_lib.Studio([model_dir])
+    studio = studio_jobs.Studio([model_dir])
     load_s = time.perf_counter() - t0
     name = next(iter(studio.models))
     rate = studio.models[name].model.sample_rate

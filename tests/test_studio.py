@@ -1,5 +1,5 @@
-"""Tests of the studio (`ddsp_studio`, `ddsp.training.studio_lib`): its HTTP API, its page in a browser, its
-refusals.
+"""Tests of the studio (`ddsp_studio`, `ddsp.training.studio_lib` and `studio_jobs`): its HTTP API, its page
+in a browser, its refusals.
 
 A tiny model is trained for two steps, and a second one for one step on TFRecords that
 `ddsp.data_prep.pipeline.prepare` made from an A4 tone (real `dataset_statistics.json`, for auto-adjust); the
@@ -62,8 +62,9 @@ def prepared_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def server(trained_dir, prepared_dir):
+  from ddsp.training import studio_jobs
   from ddsp.training import studio_lib
-  studio = studio_lib.Studio([trained_dir, prepared_dir[0]], crepe_frame_rate=100)
+  studio = studio_jobs.Studio([trained_dir, prepared_dir[0]], crepe_frame_rate=100)
   httpd = studio_lib.StudioServer(studio, '127.0.0.1', 0)
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)
   thread.start()

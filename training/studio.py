@@ -9,8 +9,8 @@ Examples:
 The page: choose a model, upload a file or record from the microphone, set the pitch and loudness shifts,
 auto-adjust and the learned reverb, then hear the input and the output side by side with their spectrograms
 and the f0 / loudness curves, and download the WAV. The work is `ddsp_transfer`'s, through the same library
-calls (`ddsp.training.studio_lib` serves them). The server listens on 127.0.0.1 (this machine only) unless
---host says otherwise; nothing is fetched from outside.
+calls (`ddsp.training.studio_jobs` does them, `studio_lib` serves them). The server listens on 127.0.0.1
+(this machine only) unless --host says otherwise; nothing is fetched from outside.
 
 Errors: a flag out of its range ends with one line `ddsp_studio: error: ...` and exit code 2; a missing or
 unusable model folder, or a port in use, with one line and exit code 1, before the server starts (a port in use
