@@ -3,16 +3,20 @@ r"""Benchmark of live timbre transfer: audio in -> audio out, block by block, on
 For each geometry (model file, sample rate, frame rate, block size) the bundled voice-like phrase (4 s,
 resampled to the rate) runs through `ddsp.training.live.LiveModel.step` one block per call:
   * keras: the step as a tf.function (graph mode);
+  * xla: the same with `LiveModel(jit_compile=True)` (XLA fuses the many small ops of one block);
   * tflite: the same step exported (`ddsp_export --streaming --with_features`: built-in ops only), run with
     `tf.lite.Interpreter(num_threads=1)`, the state fed back by name.
-Figures: real-time factor (seconds of audio per wall second, all blocks after 3 warm-up calls), p50 / p99 block
-wall time against the block's duration, and the algorithmic latency (features + synthesis) plus the block.
-Beside each, the FLOP bound: per frame the loudness DFT, the resampler, CREPE (`ddsp.crepe.flops_per_frame`) and
+Figures: real-time factor (seconds of audio per wall second, all blocks after 3 warm-up calls, two passes over
+the clip), p50 / p99 block wall time against the block's duration, the same from the process' CPU time
+(`time.process_time`: on a shared, busy machine the wall figures include the time other processes held the
+core; the CPU figures are what the step costs), and the algorithmic latency (features + synthesis) plus the
+block.
+Beside each, the FLOP bound: per frame the loudness FFT, the resampler, CREPE (`ddsp.crepe.flops_per_frame`) and
 the decoder's matrices, at the machine's measured float32 matmul rate on 1 thread (`bench/inference.py`'s
 helpers); synthesis is not in the bound. Models have random weights (the cost does not depend on them). Each
 geometry runs in its own subprocess so the thread settings apply before TensorFlow starts.
 
-  python bench/streaming.py [--only tiny16_250,tiny48_50] [--modes keras,tflite] [--crepe tiny]
+  python bench/streaming.py [--only rt48_50,tiny16_250] [--modes keras,xla,tflite] [--crepe tiny]
 """
 import argparse
 import json
@@ -23,24 +27,33 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (model gin file, sample rate, frame rate, block size)
+# name -> (model gin file, sample rate, frame rate, block size): the real-time recipes (50 frames/s, one frame
+# per block) and the tiny model at 250 frames/s (4 frames per block).
 GEOMETRIES = {
+    'rt16_50': ('models/realtime/realtime_16k.gin', 16000, 50, 320),
+    'rt32_50': ('models/realtime/realtime_32k.gin', 32000, 50, 640),
+    'rt48_50': ('models/realtime/realtime_48k.gin', 48000, 50, 960),
     'tiny16_250': ('models/tiny.gin', 16000, 250, 256),
-    'tiny16_50': ('models/tiny.gin', 16000, 50, 320),
-    'tiny48_50': ('models/tiny.gin', 48000, 50, 960),
-    'solo48_50': ('models/solo_instrument.gin', 48000, 50, 960),
 }
 SECONDS = 4
+REPEATS = 2  # passes over the clip per engine
 
 
 def _model(gin_file, sample_rate, frame_rate):
   import numpy as np
   from ddsp.training import experiment, models
   frames = SECONDS * frame_rate
-  experiment.parse_gin([gin_file], [f'sample_rate = {sample_rate}', f'n_samples = {SECONDS * sample_rate}',
-                                    f'time_steps = {frames}', f'Reverb.reverb_length = {sample_rate}'])
+  features = {'f0_hz': np.full([1, frames], 220.0, np.float32), 'loudness_db': np.full([1, frames], -30.0,
+                                                                                        np.float32)}
+  if 'realtime' in gin_file:  # the recipe binds its rates and reverb; the model computes loudness from audio
+    experiment.parse_gin([gin_file], [f'example_secs = {SECONDS}'])
+    features['audio'] = np.zeros([1, SECONDS * sample_rate], np.float32)
+  else:
+    experiment.parse_gin([gin_file], [f'sample_rate = {sample_rate}', f'n_samples = {SECONDS * sample_rate}',
+                                      f'time_steps = {frames}', f'Reverb.reverb_length = {sample_rate}'])
   model = models.get_model()
-  model({'f0_hz': np.full([1, frames], 220.0, np.float32), 'loudness_db': np.full([1, frames], -30.0, np.float32)})
+  model(features)
+  assert model.sample_rate == sample_rate and model.sample_rate // model.hop_size == frame_rate
   return model
 
 
@@ -70,22 +83,29 @@ def _worker(name, modes, crepe_model):
             'mflop_per_frame': flops_frame / 1e6, 'bound_rtf': gflops * 1e9 / (flops_frame * fr)}
 
   def run(call, state):
-    times = []
-    for i, b in enumerate(blocks):
-      start = time.perf_counter()
-      state = call(b, state)
-      if i >= 3:
-        times.append(time.perf_counter() - start)
-    t = np.asarray(times)
+    times, cpu = [], []
+    for _ in range(REPEATS):
+      for i, b in enumerate(blocks):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        state = call(b, state)
+        if i >= 3:
+          times.append(time.perf_counter() - start)
+          cpu.append(time.process_time() - start_cpu)
+    t, c = np.asarray(times), np.asarray(cpu)
     return {'rtf': block / sr * t.size / t.sum(), 'p50_ms': 1e3 * np.percentile(t, 50),
-            'p99_ms': 1e3 * np.percentile(t, 99)}
+            'p99_ms': 1e3 * np.percentile(t, 99), 'cpu_rtf': block / sr * c.size / c.sum(),
+            'cpu_p50_ms': 1e3 * np.percentile(c, 50), 'cpu_p99_ms': 1e3 * np.percentile(c, 99)}
 
-  if 'keras' in modes:
-    def keras_call(b, state):
-      out, state = player.step(b, state)
+  for mode in ('keras', 'xla'):
+    if mode not in modes:
+      continue
+    engine = player if mode == 'keras' else live.LiveModel(model, block, crepe_model=crepe_model, jit_compile=True)
+
+    def keras_call(b, state, engine=engine):
+      out, state = engine.step(b, state)
       out.numpy()
       return state
-    result['keras'] = run(keras_call, player.initial_state(1))
+    result[mode] = run(keras_call, engine.initial_state(1))
   if 'tflite' in modes:
     concrete, module, meta = export_lib.live_serving_function(model, block, 1, 0, crepe_model)
     runner = tf.lite.Interpreter(model_content=export_lib.tflite_bytes(concrete, module),
@@ -103,7 +123,7 @@ def _worker(name, modes, crepe_model):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--only', default=','.join(GEOMETRIES))
-  parser.add_argument('--modes', default='keras,tflite')
+  parser.add_argument('--modes', default='keras,xla,tflite')
   parser.add_argument('--crepe', default='tiny')
   parser.add_argument('--worker', default=None)
   args = parser.parse_args()
@@ -112,8 +132,8 @@ def main():
     _worker(args.worker, modes, args.crepe)
     return
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  print(f'{"geometry":<11} {"engine":<7} {"rtf":>7} {"p50 ms":>8} {"p99 ms":>8} {"block ms":>9} '
-        f'{"latency ms (+block)":>20} {"bound":>8}')
+  print(f'{"geometry":<11} {"engine":<7} {"rtf":>7} {"p50 ms":>8} {"p99 ms":>8} {"cpu rtf":>8} {"cpu p50":>8} '
+        f'{"cpu p99":>8} {"block ms":>9} {"latency ms (+block)":>20} {"bound":>8}')
   for name in args.only.split(','):
     proc = subprocess.run([sys.executable, __file__, '--worker', name, '--modes', args.modes, '--crepe', args.crepe],
                           capture_output=True, text=True, env=env, check=False)
@@ -124,7 +144,8 @@ def main():
     r = json.loads(lines[0][7:])
     for mode in modes:
       m = r[mode]
-      print(f'{name:<11} {mode:<7} {m["rtf"]:>6.1f}x {m["p50_ms"]:>8.2f} {m["p99_ms"]:>8.2f} {r["block_ms"]:>9.2f} '
+      print(f'{name:<11} {mode:<7} {m["rtf"]:>6.1f}x {m["p50_ms"]:>8.2f} {m["p99_ms"]:>8.2f} {m["cpu_rtf"]:>7.1f}x '
+            f'{m["cpu_p50_ms"]:>8.2f} {m["cpu_p99_ms"]:>8.2f} {r["block_ms"]:>9.2f} '
             f'{r["latency_ms"]:>10.2f} ({r["total_latency_ms"]:.2f}) {r["bound_rtf"]:>7.0f}x')
     print(f'  {name}: CREPE {r["crepe"]}, {r["mflop_per_frame"]:.1f} MFLOP/frame, matmul '
           f'{r["gflops_1thread"]:.0f} GFLOP/s on 1 thread, feature latency {r["feature_latency_frames"]} frames')
