@@ -19,6 +19,12 @@ that brings input frames [s, s + F) returns feature frames [s - Dl, s - Dl + F),
 frames with `(Dl + 1) * hop >= lookahead` (`lookahead_samples`, at the input rate). The first Dl frames of a
 stream are the frames before the start (pre-roll; their audio is zeros: loudness -range_db).
 
+f0 delay (`f0_delay_frames` k > 0, the low-latency live convention of
+`OnlineLoudnessPreprocessor.f0_delay_frames`): frame t's f0 and confidence are CREPE's centred frame t - k
+(window centred on 16 kHz sample (t - k) hop16), due k hop16 16 kHz samples earlier, so the f0 look-ahead
+shrinks by k hop16 M input samples; frames t < k (before the start) are 0 Hz with confidence 0. Offline:
+`compute_f0` as above, shifted by k frames with zeros in front.
+
 Resampling to 16 kHz (CREPE's rate) is causal: for an input rate of M * 16 kHz (M = 1, 2, 3: 16, 32, 48 kHz)
 a linear-phase Kaiser-windowed sinc low-pass of 2 Q + 1 taps (Q = 32 M, cut-off 0.46 of the 16 kHz rate,
 about 7.4 kHz) decimates by M; 16 kHz sample m needs input samples up to m M + Q, a delay of Q / M = 32
@@ -209,14 +215,16 @@ class FeatureStream:
     crepe_model: CREPE capacity ('tiny', 'small', ...), or None for loudness alone.
     range_db, ref_db: as `compute_loudness`.
     align_frames: round the latency up to a multiple of this (a live model aligns it to whole blocks).
+    f0_delay_frames: k, frames by which f0 / confidence are delayed (module doc; 0: centred on their frame).
 
   Attributes:
     hop, hop16, block_size, factor (M), latency_frames (Dl), latency (samples), lookahead_samples
-    (`{'loudness': n_fft / 2, 'f0': (512 + 32) M}` input samples), keys (the feature names).
+    (`{'loudness': n_fft / 2, 'f0': (512 + 32 - k hop16) M}` input samples: how far the last window ends
+    after its frame), keys (the feature names), f0_delay_frames.
   """
 
   def __init__(self, sample_rate, frame_rate, block_frames, loudness_n_fft=2048, crepe_model='tiny',
-               range_db=spectral_ops.LD_RANGE, ref_db=0.0, align_frames=1):
+               range_db=spectral_ops.LD_RANGE, ref_db=0.0, align_frames=1, f0_delay_frames=0):
     self.sample_rate = int(sample_rate)
     self.frame_rate = float(frame_rate)
     hop = self.sample_rate / self.frame_rate
@@ -232,6 +240,9 @@ class FeatureStream:
       raise ValueError(f'loudness_n_fft must be an even number >= 2, got {loudness_n_fft}.')
     self.range_db, self.ref_db = float(range_db), float(ref_db)
     self.crepe_model = crepe_model
+    if f0_delay_frames != int(f0_delay_frames) or int(f0_delay_frames) < 0:
+      raise ValueError(f'f0_delay_frames must be a whole number of frames >= 0, got {f0_delay_frames}.')
+    self.f0_delay_frames = int(f0_delay_frames)
     self.lookahead_samples = {'loudness': self.n_fft // 2}
     lags = [-(-self.n_fft // 2 // self.hop) - 1]
     if crepe_model is not None:
@@ -246,8 +257,9 @@ class FeatureStream:
       self.delay16 = self.q // self.factor
       self.resampler = tf.constant(taps.astype(np.float32)[:, np.newaxis, np.newaxis])
       half = crepe.FRAME_SIZE // 2
-      self.lookahead_samples['f0'] = (half + self.delay16) * self.factor
-      lags.append(-(-(half + self.delay16) // self.hop16) - 1)
+      ahead16 = half + self.delay16 - self.f0_delay_frames * self.hop16
+      self.lookahead_samples['f0'] = ahead16 * self.factor
+      lags.append(-(-ahead16 // self.hop16) - 1)
       self.net = CrepeNetwork(crepe_model)
     else:
       self.factor, self.hop16, self.q, self.delay16 = None, None, 0, 0
@@ -274,8 +286,11 @@ class FeatureStream:
     if self.crepe_model is not None:
       spec['tail'] = tf.TensorSpec([batch_size, max(2 * self.q, 1)], tf.float32)
       spec['audio16'] = tf.TensorSpec(
-          [batch_size, self.latency_frames * self.hop16 + crepe.FRAME_SIZE // 2 - self.delay16], tf.float32)
+          [batch_size, (self.latency_frames + self.f0_delay_frames) * self.hop16 + crepe.FRAME_SIZE // 2
+           - self.delay16], tf.float32)
       spec['count16'] = tf.TensorSpec([], tf.int32)
+      if self.f0_delay_frames:  # frames fed so far, saturating at Dl + k (the frames before the start)
+        spec['f0_frames'] = tf.TensorSpec([], tf.int32)
     return spec
 
   def initial_state(self, batch_size=1):
@@ -329,8 +344,14 @@ class FeatureStream:
     windows = tf.reshape(tf.gather(ext16, self._f0_index, axis=1), [-1, crepe.FRAME_SIZE])
     act = self.net(windows)
     f0, conf = decode_activations(act)
-    features['f0_hz'] = tf.reshape(f0, [batch, self.block_frames])
-    features['f0_confidence'] = tf.reshape(conf, [batch, self.block_frames])
+    f0 = tf.reshape(f0, [batch, self.block_frames])
+    conf = tf.reshape(conf, [batch, self.block_frames])
+    if self.f0_delay_frames:
+      first = self.latency_frames + self.f0_delay_frames  # the first block frame of input frame k
+      voiced = tf.cast(state['f0_frames'] + tf.range(self.block_frames, dtype=tf.int32) >= first, tf.float32)
+      f0, conf = f0 * voiced[tf.newaxis], conf * voiced[tf.newaxis]
+      new_state['f0_frames'] = tf.minimum(state['f0_frames'] + self.block_frames, first)
+    features['f0_hz'], features['f0_confidence'] = f0, conf
     return features, new_state
 
   def flops_per_frame(self):
