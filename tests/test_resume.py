@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 import zlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -30,7 +31,7 @@ from ddsp.training import trainers
 
 import helpers
 
-# The tiny recipe (harmonic + filtered noise + reverb) on 0.5 s examples with a 16-unit GRU: ~0.1 s a step.
+# The tiny recipe (harmonic + filtered noise + reverb) on 0.5 s examples with an 8-unit GRU: ~0.1 s a step.
 PARAMS = helpers.tiny_params(n_examples=12, batch_size=4) + [
     'n_samples = 8000', 'time_steps = 125', 'SyntheticProvider.example_secs = 0.5',
     'RnnFcDecoder.rnn_channels = 8', 'RnnFcDecoder.ch = 16',
