@@ -179,6 +179,26 @@ def neighbour_max(x):
   return tf.maximum(tf.maximum(prev, x), nxt)
 
 
+def causal_max(x):
+  """max(x[t-1], x[t]) along axis 1 (the first frame its own predecessor): no frame after t."""
+  prev = tf.concat([x[:, :1], x[:, :-1]], axis=1)
+  return tf.maximum(prev, x)
+
+
+def nyquist_peak(f0_hz, causal=False):
+  """The f0 that frame t's Nyquist mask is computed from, `[batch, time, 1]`.
+
+  Frame t's harmonic amplitudes sound in segments t - 1 (fading in) and t (fading out), over which f0 moves
+  between frames t - 1 and t + 1. Centred (default): max of frames t - 1 .. t + 1, so no harmonic of frame t
+  ever reaches Nyquist; segment t then needs f0 of frame t + 2 (a stream's look-ahead of 2 frames). Causal:
+  max of frames t - 1 and t, so segment t needs only frames t and t + 1 (look-ahead 1 frame); the price is
+  that while f0 rises from frame t to t + 1, a harmonic of frame t that crosses Nyquist inside segment t is not
+  muted during its fade-out (frame t + 1's mask, which covers segment t, mutes it in the other half of the
+  crossfade).
+  """
+  return causal_max(f0_hz) if causal else neighbour_max(f0_hz)
+
+
 def _factor(n):
   """Splits n into (n_outer, n_inner) with n_outer * n_inner >= n and both near sqrt(n)."""
   inner = max(1, int(math.ceil(math.sqrt(n))))
@@ -189,7 +209,8 @@ def _factor(n):
 @gin.register
 def harmonic_synthesis(frequencies, amplitudes, harmonic_shifts=None, harmonic_distribution=None,
                        n_samples=64000, sample_rate=16000, amp_resample_method='window', initial_phase=None,
-                       phase_precision='float64', normalize_below_nyquist=True, return_phase=False):
+                       phase_precision='float64', normalize_below_nyquist=True, return_phase=False,
+                       causal_nyquist=False):
   """Additive synthesis of a harmonic sound from frame-rate controls, without any per-harmonic-sample sine.
 
   Output: `sum_k a_k(n) sin(k phi(n))`, where phi is the running phase of f0 (linearly interpolated to the audio
@@ -215,6 +236,8 @@ def harmonic_synthesis(frequencies, amplitudes, harmonic_shifts=None, harmonic_d
     phase_precision: see `angular_cumsum`.
     normalize_below_nyquist: renormalise the distribution after muting harmonics at or above Nyquist.
     return_phase: also return the fundamental's phase after the last sample, `[batch]` (for streaming).
+    causal_nyquist: mute harmonics by f0 of frames t - 1 and t only (`nyquist_peak`), so segment t needs no
+      frame after t + 1 (the low-latency live convention); default False: frames t - 1 .. t + 1.
 
   Returns:
     Audio `[batch, n_samples]` (and the final phase if `return_phase`).
@@ -233,8 +256,8 @@ def harmonic_synthesis(frequencies, amplitudes, harmonic_shifts=None, harmonic_d
   n_harmonics = dist.shape[-1]
 
   # Frame-rate harmonic amplitudes; mute harmonics that reach Nyquist anywhere in the two segments a frame
-  # contributes to.
-  f0_peak = neighbour_max(f0)
+  # contributes to (causal: in what frames t - 1 and t tell of them).
+  f0_peak = nyquist_peak(f0, causal_nyquist)
   dist = normalize_harmonics(dist, f0_peak, sample_rate, normalize=normalize_below_nyquist)
   harm_amps = amps * dist * tf.cast(f0 > 0.0, tf.float32)  # [B, T, K]
 

@@ -39,7 +39,8 @@ class Harmonic(processors.Processor):
   """
 
   def __init__(self, n_samples=64000, sample_rate=16000, scale_fn=core.exp_sigmoid, normalize_below_nyquist=True,
-               amp_resample_method='window', phase_precision='float64', name='harmonic', **kwargs):
+               amp_resample_method='window', phase_precision='float64', causal_nyquist=False, name='harmonic',
+               **kwargs):
     """Constructor.
 
     Args:
@@ -50,6 +51,10 @@ class Harmonic(processors.Processor):
       normalize_below_nyquist: renormalise the distribution after muting harmonics above Nyquist.
       amp_resample_method: 'window' (overlapping Hann windows) or 'linear' upsampling of the amplitudes.
       phase_precision: 'float64' or 'chunked' (float32, for TPUs); see `oscillators.angular_cumsum`.
+      causal_nyquist: the Nyquist mask of frame t from f0 of frames t - 1 and t only
+        (`oscillators.nyquist_peak`), offline and streaming alike: a stream's look-ahead of 1 frame instead of 2
+        (the low-latency live recipe, `gin/models/realtime/realtime_48k_lowlatency.gin`). Default False (frames
+        t - 1 .. t + 1), so existing models and checkpoints sound as trained.
       name: layer name (the key prefix in a ProcessorGroup).
       **kwargs: for keras.layers.Layer.
     """
@@ -60,6 +65,7 @@ class Harmonic(processors.Processor):
     self.normalize_below_nyquist = normalize_below_nyquist
     self.amp_resample_method = amp_resample_method
     self.phase_precision = phase_precision
+    self.causal_nyquist = bool(causal_nyquist)
 
   def get_controls(self, amplitudes, harmonic_distribution, f0_hz):
     """Network outputs -> synthesizer controls.
@@ -83,7 +89,7 @@ class Harmonic(processors.Processor):
       harmonic_distribution = self.scale_fn(harmonic_distribution)
     f0_hz = tf.maximum(f0_hz, 0.0)
     harmonic_distribution = oscillators.normalize_harmonics(
-        harmonic_distribution, oscillators.neighbour_max(f0_hz), self.sample_rate,
+        harmonic_distribution, oscillators.nyquist_peak(f0_hz, self.causal_nyquist), self.sample_rate,
         normalize=self.normalize_below_nyquist)
     return {'amplitudes': amplitudes, 'harmonic_distribution': harmonic_distribution, 'f0_hz': f0_hz}
 
@@ -92,7 +98,8 @@ class Harmonic(processors.Processor):
     return oscillators.harmonic_synthesis(
         frequencies=f0_hz, amplitudes=amplitudes, harmonic_distribution=harmonic_distribution,
         n_samples=self.n_samples, sample_rate=self.sample_rate, amp_resample_method=self.amp_resample_method,
-        initial_phase=initial_phase, phase_precision=self.phase_precision, normalize_below_nyquist=False)
+        initial_phase=initial_phase, phase_precision=self.phase_precision, normalize_below_nyquist=False,
+        causal_nyquist=self.causal_nyquist)
 
   def block_step(self, config, input_channels):
     return HarmonicStep(self)
@@ -102,14 +109,14 @@ class HarmonicStep(processors.BlockStep):
   """`Harmonic` block by block (`processors.Block`): the same controls and segment maths as offline.
 
   The audio between frames t and t+1 crossfades the harmonic amplitudes of both frames, whose Nyquist masks look
-  at f0 of frames t-1..t+2: a look-ahead of 2 frames. State: `phase` `[B]` int64, the fundamental's running phase
-  in units of 2**-23 Hz-samples, wrapped exactly (integer arithmetic: no drift, float32-exact to ~3e-7 rad after
-  any duration).
+  at f0 of frames t-1..t+2: a look-ahead of 2 frames (with `Harmonic.causal_nyquist`, frames t-1..t+1: 1 frame).
+  State: `phase` `[B]` int64, the fundamental's running phase in units of 2**-23 Hz-samples, wrapped exactly
+  (integer arithmetic: no drift, float32-exact to ~3e-7 rad after any duration).
   """
-  lookahead_frames = 2
 
   def __init__(self, harmonic):
     self.harmonic = harmonic
+    self.lookahead_frames = 1 if harmonic.causal_nyquist else 2
 
   def state_spec(self, batch_size, latency_frames):
     return {'phase': tf.TensorSpec([batch_size], tf.int64)}
@@ -118,7 +125,8 @@ class HarmonicStep(processors.BlockStep):
     proc, hop, n = self.harmonic, block.hop, block.n_frames
     amps, dist, f0 = inputs  # [B, D + 1 + n, C]: frames [s - D - 1, s + n)
     f0 = tf.maximum(f0, 0.0)
-    peak = oscillators.neighbour_max(f0)[:, 1:n + 2]  # frames [s - D, s - D + n + 1), all neighbours present (D >= 2)
+    # Frames [s - D, s - D + n + 1), every neighbour the mask reads present (D >= lookahead_frames).
+    peak = oscillators.nyquist_peak(f0, proc.causal_nyquist)[:, 1:n + 2]
     amps, dist, f0 = amps[:, 1:n + 2], dist[:, 1:n + 2], f0[:, 1:n + 2]
     if proc.scale_fn is not None:
       amps, dist = proc.scale_fn(amps), proc.scale_fn(dist)
