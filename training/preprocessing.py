@@ -130,16 +130,29 @@ class OnlineLoudnessPreprocessor(F0LoudnessPreprocessor):
   `[batch, time_steps, 1]`). While training, `f0_hz` must already have `time_steps` frames (data prepared at
   the model's frame rate); another frame count is refused, naming both rates.
 
+  f0 delay (`f0_delay_frames` k, the low-latency live convention; 0 by default). The data's f0 is CREPE on a
+  window centred on its frame (1024 samples at 16 kHz: 512 samples of look-ahead, plus the live decimator's 32),
+  too late for a live frame. With k > 0 the model reads at frame t the data's f0 (and `f0_scaled`) of frame
+  t - k, after resampling to `time_steps`; frames t < k, before the data starts, read 0 Hz (unvoiced). A live
+  stream (`ddsp.stream_features.FeatureStream(f0_delay_frames=k)`) emits the centred CREPE frame t - k at
+  frame t, which is due k * hop16 16 kHz samples earlier (hop16 = 16000 / frame_rate), so training, offline
+  inference and live play see the same f0 at the same frame. A whole number of frames keeps the two equal
+  without interpolating CREPE outputs: at 50 frames/s one frame (320 samples at 16 kHz, 20 ms) brings the
+  window's end to 224 samples at 16 kHz (672 at 48 kHz) after its frame, within the hop, so f0 no longer sets
+  the live latency (`ddsp.training.live`).
+
   Args:
     sample_rate: audio samples per second (the gin macro `sample_rate`).
     frame_rate: frames per second (the gin macro `frame_rate`); sample_rate / frame_rate must be an integer.
-    n_fft: loudness FFT size (2048, as the data preparation).
+    n_fft: loudness FFT size (2048, as the data preparation; 1024 in the low-latency recipe: its frame t ends
+      512 samples after t * hop).
+    f0_delay_frames: k above, a whole number of frames >= 0.
     time_steps, loudness_range_db, require_f0: as `F0LoudnessPreprocessor`.
   """
 
   def __init__(self, sample_rate=16000, frame_rate=50, n_fft=2048, time_steps=200,
-               loudness_range_db=LOUDNESS_RANGE_DB, require_f0=True, name='online_loudness_preprocessor',
-               **kwargs):
+               loudness_range_db=LOUDNESS_RANGE_DB, require_f0=True, f0_delay_frames=0,
+               name='online_loudness_preprocessor', **kwargs):
     super().__init__(time_steps=time_steps, loudness_range_db=loudness_range_db, require_f0=require_f0,
                      name=name, **kwargs)
     sample_rate, frame_rate, n_fft = int(sample_rate), int(frame_rate), int(n_fft)
@@ -148,7 +161,11 @@ class OnlineLoudnessPreprocessor(F0LoudnessPreprocessor):
                        f'got {sample_rate} / {frame_rate}.')
     if n_fft < 2 or n_fft % 2:
       raise ValueError(f'OnlineLoudnessPreprocessor: n_fft must be an even number >= 2, got {n_fft}.')
+    if f0_delay_frames != int(f0_delay_frames) or int(f0_delay_frames) < 0:
+      raise ValueError(f'OnlineLoudnessPreprocessor: f0_delay_frames must be a whole number of frames >= 0, got '
+                       f'{f0_delay_frames}.')
     self.sample_rate, self.frame_rate, self.n_fft = sample_rate, frame_rate, n_fft
+    self.f0_delay_frames = int(f0_delay_frames)
 
   @property
   def hop_size(self):
@@ -174,4 +191,17 @@ class OnlineLoudnessPreprocessor(F0LoudnessPreprocessor):
         raise ValueError(f'{owner}: f0_hz has {n_f0} frames per example but the model runs at {self.frame_rate} '
                          f'frames/s ({self.time_steps} frames); the data was prepared at {data_rate:g} frames/s. '
                          f'Prepare it with --frame_rate={self.frame_rate} or set the gin macro frame_rate.')
-    return super().call(features)
+    outputs = super().call(features)
+    if self.f0_delay_frames:
+      for key in ('f0_hz', 'f0_scaled'):
+        if key in outputs:
+          outputs[key] = delay_frames(outputs[key], self.f0_delay_frames)
+    return outputs
+
+
+def delay_frames(x, frames):
+  """`[batch, time, channels]` -> the same shape, frame t holding frame t - `frames` (zeros before the start)."""
+  if frames == 0:
+    return x
+  n = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+  return tf.pad(x, [[0, 0], [frames, 0], [0, 0]])[:, :n]
