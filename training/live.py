@@ -25,10 +25,10 @@ whole-hop path's, E samples later, sample for sample (tests/test_live_blocks.py)
 Latency, exactly: output sample n is the model's rendering of input sample n - `latency`, `latency =
 (Dl + D) * hop + E` samples: the features of a frame come out `features.latency_frames` (Dl) frames late (the
 look-ahead of the centred loudness and CREPE windows, rounded up to whole frames), the synthesis adds
-`streamer.latency_frames` (D = 2), and the adapter E. A host that collects `block_size` samples before each
-call adds the block: `total_latency = block_size + latency`. At 48 kHz, 50 frames/s (hop 960): Dl = 1, D = 2,
-so 960-sample blocks: 960 + 2880 = 3840 samples = 80 ms; 512-sample blocks: 512 + 2880 + 896 = 4288 samples
-= 89.33 ms.
+`streamer.latency_frames` (D = 2; 1 with a causal Nyquist mask), and the adapter E. A host that collects
+`block_size` samples before each call adds the block: `total_latency = block_size + latency`. At 48 kHz, 50
+frames/s (hop 960): Dl = 1, D = 2, so 960-sample blocks: 960 + 2880 = 3840 samples = 80 ms; 512-sample blocks:
+512 + 2880 + 896 = 4288 samples = 89.33 ms; the low-latency recipe (below): 2368 samples = 49.33 ms.
 
 Where it comes from (the 48 kHz real-time recipe). Offline, the audio of segment t (samples [t hop,
 (t + 1) hop)) crossfades the harmonic controls of frames t and t + 1, and frame t + 1's Nyquist mask takes the
@@ -48,6 +48,18 @@ from a CREPE window that ends at its frame instead of being centred on it (look-
 1632); then the loudness window binds, and with `OnlineLoudnessPreprocessor.n_fft` 1024 (512 samples of
 look-ahead) the total is 512 + 1856 = 2368 samples = 49.33 ms on hop boundaries (1920 = 40 ms
 sample-granular), with n_fft 2048 it would be 2432 (50.67 ms).
+
+The low-latency convention (`gin/models/realtime/realtime_48k_lowlatency.gin`), read from the model, no flag:
+`Harmonic.causal_nyquist` (frame t's mask from f0 of frames t - 1 and t: synthesis D = 1),
+`OnlineLoudnessPreprocessor.f0_delay_frames` k (the model reads at frame t the centred CREPE f0 of frame
+t - k, in training as live: the feature stream emits it k frames early, `FeatureStream(f0_delay_frames=k)`)
+and its `n_fft`. At 48 kHz, 50 frames/s with k = 1 and n_fft 1024 the look-ahead of frame t's features is
+672 samples (f0: 1632 - 960) and 512 (loudness), both within one hop, so Dl = 0: latency = (0 + 1) * 960 + E,
+512-sample blocks 512 + 960 + 896 = 2368 samples = 49.33 ms, 960-sample blocks 960 + 960 = 1920 = 40 ms
+(tests/test_live_lowlatency.py checks the sample, one more or one less fails). A whole-frame f0 delay keeps
+training and live equal without interpolating CREPE outputs; one frame is the least that lets f0 not bind
+(the delay must be >= 1632 - 960 = 672 input samples = 0.7 frame), and 20 ms is less than the 32 ms a window
+ending at its frame would cost.
 
 Features. f0 comes from CREPE run at the model's frame rate on the 16 kHz resampled input (see
 `ddsp.stream_features`); the model reads f0 and loudness as it was trained to (no confidence gating: a live
@@ -75,7 +87,7 @@ class LiveModel(tf.Module):
     block_size: samples per block, a multiple of the model's hop.
     crepe_model: CREPE capacity of the live f0 ('tiny', 'small', ...).
     loudness_n_fft: FFT size of the loudness frames; default the model preprocessor's `n_fft` if it has one,
-      else 2048 (data preparation's).
+      else 2048 (data preparation's). The f0 delay is the preprocessor's `f0_delay_frames` (0 if none).
     noise_seed: seed of the streamer's noise table.
     jit_compile: XLA for the step.
     name: module name.
@@ -103,9 +115,11 @@ class LiveModel(tf.Module):
     self.max_steps = block_size // self.hop + 1 if self.adapter else 1  # inner steps per call, at most
     if loudness_n_fft is None:
       loudness_n_fft = getattr(model.preprocessor, 'n_fft', None) or 2048
+    self.f0_delay_frames = int(getattr(model.preprocessor, 'f0_delay_frames', 0) or 0)
     self.features = stream_features.FeatureStream(self.sample_rate, self.sample_rate / self.hop,
                                                   self.block_frames, loudness_n_fft=loudness_n_fft,
-                                                  crepe_model=crepe_model, align_frames=self.block_frames)
+                                                  crepe_model=crepe_model, align_frames=self.block_frames,
+                                                  f0_delay_frames=self.f0_delay_frames)
     self.latency_frames = self.features.latency_frames + self.streamer.latency_frames
     self.frame_latency = self.latency_frames * self.hop
     self.adapter_latency = adapter_latency(block_size, self.hop)
@@ -284,7 +298,7 @@ def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tin
 
   Returns:
     dict: the `block_time_report` figures, latency / total_latency (samples and ms), lookahead_samples,
-    feature / synth latency frames, hop, adapter_latency (samples), seconds of audio, notes.
+    feature / synth latency frames, hop, adapter_latency (samples), f0_delay_frames, seconds of audio, notes.
 
   Raises:
     ValueError (export_lib.ExportError, validation.InputError): no model, bad block size, unreadable input.
@@ -308,5 +322,6 @@ def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tin
                 lookahead_samples=dict(player.features.lookahead_samples),
                 feature_latency_frames=player.features.latency_frames,
                 synth_latency_frames=player.streamer.latency_frames, hop=player.hop,
+                f0_delay_frames=player.f0_delay_frames,
                 adapter_latency=player.adapter_latency)
   return report
