@@ -28,11 +28,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # name -> (model gin file, sample rate, frame rate, block size): the real-time recipes (50 frames/s, one frame
-# per block) and the tiny model at 250 frames/s (4 frames per block).
+# per block), the low-latency 48 kHz recipe at 512-sample host blocks (the host-block adapter: 0 or 1 frame per
+# call) and the tiny model at 250 frames/s (4 frames per block).
 GEOMETRIES = {
     'rt16_50': ('models/realtime/realtime_16k.gin', 16000, 50, 320),
     'rt32_50': ('models/realtime/realtime_32k.gin', 32000, 50, 640),
     'rt48_50': ('models/realtime/realtime_48k.gin', 48000, 50, 960),
+    'rt48ll_512': ('models/realtime/realtime_48k_lowlatency.gin', 48000, 50, 512),
     'tiny16_250': ('models/tiny.gin', 16000, 250, 256),
 }
 SECONDS = 4
@@ -112,10 +114,8 @@ def _worker(name, modes, crepe_model):
                                  num_threads=1).get_signature_runner()
 
     def tflite_call(b, state):
-      out = dict(runner(audio=b, **state))
-      for k in ('audio', 'f0_hz', 'f0_confidence', 'loudness_db'):
-        out.pop(k)
-      return out
+      out = runner(audio=b, **state)
+      return {k: out[k] for k in meta['state']}  # the state only (not the audio, features, n_frames)
     result['tflite'] = run(tflite_call, {k: np.zeros(v['shape'], v['dtype']) for k, v in meta['state'].items()})
   print('RESULT ' + json.dumps(result))
 
