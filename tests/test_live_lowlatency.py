@@ -159,3 +159,21 @@ def _centred_f0(stream, audio):
 def test_960_sample_blocks_40_ms(model, violin):
   player = live.LiveModel(model, block_size=960)
   assert player.adapter_latency == 0 and player.latency == 960 and player.total_latency == 1920
+
+
+@pytest.mark.parametrize('block_frames', [1, 4])
+def test_causal_harmonic_streams_with_one_frame_of_lookahead(block_frames):
+  """GroupStream of a causal Harmonic equals its offline output, 1 frame late (tests/test_blocks.py's data:
+  f0 glides, an unvoiced gap and a jump to 1500 Hz where the masks matter)."""
+  from test_blocks import HARMONIC_KEYS, N_SAMPLES, SAMPLE_RATE, _controls, _noise_draw, _offline, _stream
+  controls = _controls()
+  causal = [(synths.Harmonic(n_samples=N_SAMPLES, sample_rate=SAMPLE_RATE, causal_nyquist=True), HARMONIC_KEYS)]
+  group, ref = _offline(causal, controls)
+  _, centred = _offline([(synths.Harmonic(n_samples=N_SAMPLES, sample_rate=SAMPLE_RATE), HARMONIC_KEYS)],
+                        controls)
+  assert np.abs(ref - centred).max() > 1e-2  # the masks differ where f0 jumps
+  stream, audio = _stream(group, controls, block_frames, _noise_draw(group, 2))
+  assert stream.latency_frames == 1
+  d = stream.latency
+  np.testing.assert_allclose(audio[:, :d], 0.0, atol=1e-6)
+  np.testing.assert_allclose(audio[:, d:], ref, atol=1e-4 * max(1.0, np.max(np.abs(ref))), rtol=0)
