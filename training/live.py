@@ -230,7 +230,8 @@ class LiveModel(tf.Module):
       progress: optional callable(block seconds) called after each block with its wall time.
 
     Returns:
-      (audio `[B, n]` NumPy, features dict of NumPy `[B, n_frames]` aligned with the input frames).
+      (audio `[B, n]` NumPy, features dict of NumPy `[B, n_frames]` aligned with the input frames; with an f0
+      delay, frame t's f0 / confidence are those the model reads there: CREPE's centred frame t - k).
     """
     import time
 
