@@ -184,3 +184,14 @@ def test_tflite_live_audio_to_audio_matches_keras(model, save_dir, tmp_path):
   assert np.sqrt(np.mean(ref[:, player.latency:] ** 2)) > 1e-4
   np.testing.assert_allclose(np.concatenate(f0_tfl, axis=1), np.concatenate(f0_keras, axis=1), rtol=1e-4)
   np.testing.assert_allclose(np.concatenate(outs_tfl, axis=1), ref, atol=1e-3, rtol=0)
+
+  # ddsp_stream --tflite's player: the same file through the exported step, aligned with the input (the stated
+  # latency removed), equals the Keras path shifted by the same latency.
+  from ddsp.training import live_tflite
+  aligned = live_tflite.TfliteLivePlayer(out).process(clip)
+  assert aligned.shape == clip.shape
+  np.testing.assert_allclose(aligned[:ref.shape[1] - player.latency], ref[0, player.latency:], atol=1e-3, rtol=0)
+  with pytest.raises(ValueError, match='not a live audio -> audio export'):
+    offline = str(tmp_path / 'offline_only.tflite')
+    export_lib.export(save_dir, offline, 'tflite')
+    live_tflite.TfliteLivePlayer(offline)

@@ -257,3 +257,10 @@ def test_ddsp_stream_cli(tmp_path):
   with pytest.raises(ValueError, match='positive'):
     live.stream_file(save_dir, stereo, str(tmp_path / 'never.wav'), -1)
   assert not os.path.exists(str(tmp_path / 'never.wav'))
+  # Exactly one model source: both, or --tflite with a flag fixed at export time, are usage errors.
+  tflite = f'--tflite={tmp_path / "x.tflite"}'
+  io_flags = [f'--input={stereo}', f'--output={out}']
+  for bad_cmd, message in ((cmd + [tflite], 'exactly one of --model_dir'),
+                           (cmd[:3] + io_flags + [tflite, '--block_size=512'], 'fixed at export time')):
+    bad = subprocess.run(bad_cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-2000:]

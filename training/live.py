@@ -289,10 +289,12 @@ def block_time_report(block_seconds, block_size, sample_rate, warmup=2):
           'max_ms': float(1e3 * times.max()), 'warmup_ms': float(1e3 * sum(block_seconds[:warmup]))}
 
 
-def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tiny', checkpoint=None):
+def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tiny', checkpoint=None,
+                jit_compile=False):
   """What `ddsp_stream` does: a file through the live path block by block, written as a WAV.
 
   `block_size` 0 (or None) means the model's hop (the least latency); any other number of samples works.
+  `jit_compile` XLA-compiles the step (`LiveModel`).
 
   The input is read as mono at the model's rate (converted with a note, as `ddsp_transfer` does); the output
   is aligned with it (the latency removed) and written atomically.
@@ -310,7 +312,7 @@ def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tin
   model = export_lib.load_model(model_dir, checkpoint)
   if not block_size:  # the model's hop: the least latency
     block_size = model.hop_size
-  player = LiveModel(model, block_size, crepe_model=crepe_model)
+  player = LiveModel(model, block_size, crepe_model=crepe_model, jit_compile=jit_compile)
   audio, notes = features_lib.read_input(input_path, player.sample_rate)
   times = []
   out, _ = player.process(audio, progress=times.append)

@@ -9,6 +9,14 @@ is the model's hop, the least latency. The output WAV is aligned with the input.
 Prints the real-time factor, the per-block wall time (p50 / p99) and the algorithmic latency. An input of
 another rate or channel count is converted to the model's mono rate first, with a note. The work is
 `live.stream_file`.
+
+The same file through the exported TFLite step (what a plugin would embed; its block size fixed at export):
+
+  ddsp_export --save_dir=/tmp/violin --format=tflite --streaming --with_features --block_size=512 \
+      --output=/tmp/violin_live.tflite
+  ddsp_stream --tflite=/tmp/violin_live.tflite --input=voice.wav --output=out/voice_violin_tflite.wav
+
+(`live_tflite.stream_tflite_file`: one `tf.lite.Interpreter` call per block, state fed back by name).
 """
 import os
 import sys
@@ -41,7 +49,13 @@ def define_flags():
                        "model's hop, the least latency; a plugin host's block, e.g. 512, adds hop - "
                        'gcd(block, hop) samples).'))
   flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS), 'CREPE capacity of the live f0.')
-  flags.DEFINE_integer('threads', 0, RANGES['threads'].help('TensorFlow intra-op threads (0: the default).'))
+  flags.DEFINE_integer('threads', 0, RANGES['threads'].help('TensorFlow intra-op threads (0: the default; '
+                       'with --tflite, 0 means 1, a plugin audio thread).'))
+  flags.DEFINE_boolean('jit_compile', False, 'XLA-compile the live step (measured 2-3x faster on CPU at 50 '
+                       'frames/s, see bench/streaming.py; the first block then compiles for a few seconds).')
+  flags.DEFINE_string('tflite', None, 'Instead of --model_dir: an exported live step (ddsp_export '
+                      '--format=tflite --streaming --with_features; its .json beside it), run with the TFLite '
+                      'interpreter at its exported block size.')
 
 
 def check_flags(flag_values=FLAGS):
@@ -53,19 +67,28 @@ def check_flags(flag_values=FLAGS):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  for name in ('model_dir', 'input', 'output'):
+  for name in ('input', 'output'):
     if not FLAGS[name].value:
       raise app.UsageError(f'--{name} is required.')
+  if bool(FLAGS.model_dir) == bool(FLAGS.tflite):
+    raise app.UsageError('Give exactly one of --model_dir (a training folder) and --tflite (an exported live step).')
+  if FLAGS.tflite and (FLAGS.block_size or FLAGS.checkpoint or FLAGS.jit_compile):
+    raise app.UsageError('--block_size, --checkpoint and --jit_compile are fixed at export time; with --tflite '
+                         'leave them out.')
   check_flags(FLAGS)
   import tensorflow as tf
   if FLAGS.threads:
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   from ddsp import file_utils
   from ddsp.training import live
+  from ddsp.training import live_tflite
   try:
     file_utils.check_outputs_are_not_inputs({'--output': FLAGS.output}, {'--input': FLAGS.input})
-    report = live.stream_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.block_size, FLAGS.crepe_model,
-                              FLAGS.checkpoint)
+    if FLAGS.tflite:
+      report = live_tflite.stream_tflite_file(FLAGS.tflite, FLAGS.input, FLAGS.output, FLAGS.threads or 1)
+    else:
+      report = live.stream_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.block_size, FLAGS.crepe_model,
+                                FLAGS.checkpoint, jit_compile=FLAGS.jit_compile)
   except ValueError as e:
     print(f'ddsp_stream: error: {e}', file=sys.stderr)
     sys.exit(1)
@@ -76,6 +99,11 @@ def main(argv):
         f"{report['blocks']} blocks of {report['block_size']} samples = {report['block_ms']:.2f} ms)")
   print(f"ddsp_stream: real-time factor {report['rtf']:.1f}x; block time p50 {report['p50_ms']:.2f} ms, "
         f"p99 {report['p99_ms']:.2f} ms (first 2 blocks, {report['warmup_ms']:.0f} ms with tracing, left out)")
+  if FLAGS.tflite:
+    print(f"ddsp_stream: latency {report['latency']} samples = {report['latency_ms']:.2f} ms (look-ahead of "
+          f"{look}, as exported); with the block {report['total_latency']} samples = "
+          f"{report['total_latency_ms']:.2f} ms")
+    return
   print(f"ddsp_stream: latency {report['latency']} samples = {report['latency_ms']:.2f} ms (features "
         f"{report['feature_latency_frames']} frames for the look-ahead of {look}; synthesis "
         f"{report['synth_latency_frames']} frames for the next frame's controls and Nyquist mask; "
