@@ -30,3 +30,32 @@ def train_tiny(save_dir, params, num_steps=2):
                           steps_per_summary=0, progress_bar=False)
   assert result['step'] == num_steps
   return save_dir
+
+
+def make_audible_without_noise(model):
+  """Shifts the decoder's output biases of a randomly initialised model so that its harmonics are audible and
+  its filtered noise is below 1e-6 (offline and live noise draws differ, so comparisons leave the noise out).
+  Assumes output splits ending with 65 noise magnitudes and starting with the amplitude."""
+  dense = model.decoder.dense_out
+  bias = dense.bias.numpy()
+  bias[0] += 3.0
+  bias[-65:] -= 30.0
+  dense.bias.assign(bias)
+  return model
+
+
+def stream_raw(player, audio, n_out, check_finite=False):
+  """A live player's own output (no latency shift) for `n_out` samples, block by block through `step`.
+
+  `audio` `[n]` is zero-padded to whole blocks; `check_finite` asserts the final state is finite."""
+  import numpy as np
+  n_blocks = -(-n_out // player.block_size)
+  padded = np.zeros(n_blocks * player.block_size, np.float32)
+  padded[:audio.shape[0]] = audio
+  state, outs = player.initial_state(1), []
+  for block in padded.reshape(n_blocks, player.block_size):
+    out, state = player.step(block[np.newaxis], state)
+    outs.append(out.numpy()[0])
+  if check_finite:
+    assert all(np.all(np.isfinite(v.numpy())) for v in state.values())
+  return np.concatenate(outs)[:n_out]

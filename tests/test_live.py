@@ -18,6 +18,8 @@ from ddsp.training import ddsp_run
 from ddsp.training import live
 from ddsp.training import models
 
+import helpers
+
 CLIP_SECS = 2.0
 
 
@@ -133,12 +135,7 @@ def _build(sample_rate, frame_rate, secs=CLIP_SECS):
   model({'f0_hz': np.full([1, n_frames], 220.0, np.float32), 'loudness_db': np.full([1, n_frames], -30.0,
                                                                                          np.float32)})
   assert model.sample_rate == sample_rate and model.hop_size == sample_rate // frame_rate
-  dense = model.decoder.dense_out
-  bias = dense.bias.numpy()
-  bias[0] += 3.0      # audible harmonics
-  bias[-65:] -= 30.0  # noise below 1e-6: the offline and live noise draws differ
-  dense.bias.assign(bias)
-  return model
+  return helpers.make_audible_without_noise(model)
 
 
 @pytest.fixture(scope='module')

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from ddsp import bundled
 from ddsp.training import live
+
+import helpers
 from test_live import _build
 
 SECS = 1.5
@@ -49,19 +51,6 @@ def violin():
   return audio[:int(SECS * rate)]
 
 
-def _raw(player, audio, n_out):
-  """The stream's own output (no shift), block by block through `step`, for `n_out` samples."""
-  n_blocks = -(-n_out // player.block_size)
-  padded = np.zeros(n_blocks * player.block_size, np.float32)
-  padded[:audio.shape[0]] = audio
-  state, outs = player.initial_state(1), []
-  for block in padded.reshape(n_blocks, player.block_size):
-    out, state = player.step(block[np.newaxis], state)
-    outs.append(out.numpy()[0])
-  assert all(np.all(np.isfinite(v.numpy())) for v in state.values())
-  return np.concatenate(outs)[:n_out]
-
-
 def test_512_sample_blocks_equal_960_and_offline_shifted_by_the_stated_latency(model48, violin):
   n = violin.shape[0]
   whole = live.LiveModel(model48, block_size=960)
@@ -69,8 +58,8 @@ def test_512_sample_blocks_equal_960_and_offline_shifted_by_the_stated_latency(m
   assert not whole.adapter and host.adapter
   assert whole.latency == 2880 and whole.total_latency == 3840  # (Dl 1 + D 2) frames of 960; 80 ms
   assert host.adapter_latency == 896 and host.latency == 3776 and host.total_latency == 4288  # 89.33 ms
-  out960 = _raw(whole, violin, n + whole.latency)[whole.latency:]
-  out512 = _raw(host, violin, n + host.latency)[host.latency:]
+  out960 = helpers.stream_raw(whole, violin, n + whole.latency, check_finite=True)[whole.latency:]
+  out512 = helpers.stream_raw(host, violin, n + host.latency, check_finite=True)[host.latency:]
   assert np.sqrt(np.mean(out960 ** 2)) > 0.05
   np.testing.assert_allclose(out512, out960, atol=1e-4, rtol=0)
   # A wrong shift by one gcd step does not pass: the comparison can fail.

@@ -22,6 +22,8 @@ from ddsp.training import live
 from ddsp.training import models
 from ddsp.training import preprocessing
 
+import helpers
+
 SECS = 1.5
 RATE, HOP = 48000, 960
 
@@ -44,12 +46,7 @@ def model():
   assert isinstance(m.preprocessor, preprocessing.OnlineLoudnessPreprocessor)
   assert (m.preprocessor.n_fft, m.preprocessor.f0_delay_frames) == (1024, 1)
   assert all(p.causal_nyquist for p in m.processor_group.processors if isinstance(p, synths.Harmonic))
-  dense = m.decoder.dense_out
-  bias = dense.bias.numpy()
-  bias[0] += 3.0      # audible harmonics
-  bias[-65:] -= 30.0  # noise below 1e-6: the offline and live noise draws differ
-  dense.bias.assign(bias)
-  return m
+  return helpers.make_audible_without_noise(m)
 
 
 def _midi(f0):
@@ -96,18 +93,6 @@ def test_offline_features_equal_an_independent_computation(model, violin):
     preprocessing.OnlineLoudnessPreprocessor(48000, 50, f0_delay_frames=0.5)
 
 
-def _raw(player, audio, n_out):
-  """The stream's own output (no shift), block by block through `step`, for `n_out` samples."""
-  n_blocks = -(-n_out // player.block_size)
-  padded = np.zeros(n_blocks * player.block_size, np.float32)
-  padded[:audio.shape[0]] = audio
-  state, outs = player.initial_state(1), []
-  for block in padded.reshape(n_blocks, player.block_size):
-    out, state = player.step(block[np.newaxis], state)
-    outs.append(out.numpy()[0])
-  return np.concatenate(outs)[:n_out]
-
-
 def test_live_512_equals_offline_model_within_50_ms(model, violin):
   n = violin.shape[0]
   player = live.LiveModel(model, block_size=512)
@@ -118,7 +103,7 @@ def test_live_512_equals_offline_model_within_50_ms(model, violin):
   assert player.latency == 1856 and player.total_latency == 2368 <= 2400
   assert player.total_latency * 1000.0 / RATE == pytest.approx(49.333, abs=1e-3)
   lat = player.latency
-  raw = _raw(player, violin, n + lat + 2)
+  raw = helpers.stream_raw(player, violin, n + lat + 2)
   # The live features (process() lines them up with the input): loudness of 1024-sample frames and CREPE's
   # centred f0 of the frame before, as offline (the last frames' windows reach past the end: module doc of
   # ddsp.stream_features).
