@@ -164,6 +164,7 @@ def test_tflite_live_audio_to_audio_matches_keras(model, save_dir, tmp_path):
   player = live.LiveModel(model, 256, noise_seed=0)
   assert meta['with_features'] and meta['latency'] == player.latency == 18 * 64
   assert meta['total_latency'] == 256 + 18 * 64 and meta['lookahead_samples'] == {'loudness': 1024, 'f0': 512}
+  assert (meta['f0_delay_frames'], meta['synth_latency_frames'], meta['adapter_latency']) == (0, 2, 0)
   with open(out + '.json', encoding='utf-8') as f:
     assert json.load(f)['state'] == meta['state']
   runner = tf.lite.Interpreter(out).get_signature_runner()

@@ -146,6 +146,14 @@ def test_960_sample_blocks_40_ms(model, violin):
   assert player.adapter_latency == 0 and player.latency == 960 and player.total_latency == 1920
 
 
+def test_export_metadata_states_the_low_latency(model):
+  """What `ddsp_export --streaming --with_features --block_size=512` writes beside the model."""
+  from ddsp.training import export_lib
+  _, _, meta = export_lib.live_serving_function(model, block_size=512)
+  assert (meta['f0_delay_frames'], meta['synth_latency_frames'], meta['adapter_latency']) == (1, 1, 896)
+  assert meta['latency'] == 1856 and meta['total_latency'] == 2368 and meta['loudness_n_fft'] == 1024
+
+
 @pytest.mark.parametrize('block_frames', [1, 4])
 def test_causal_harmonic_streams_with_one_frame_of_lookahead(block_frames):
   """GroupStream of a causal Harmonic equals its offline output, 1 frame late (tests/test_blocks.py's data:

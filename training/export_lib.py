@@ -109,6 +109,8 @@ def live_serving_function(model, block_size=256, batch_size=1, noise_seed=0, cre
           'block_frames': player.block_frames, 'latency': player.latency, 'latency_frames': player.latency_frames,
           'feature_latency_frames': player.features.latency_frames, 'total_latency': player.total_latency,
           'lookahead_samples': player.features.lookahead_samples, 'loudness_n_fft': player.features.n_fft,
+          'f0_delay_frames': player.f0_delay_frames, 'synth_latency_frames': player.streamer.latency_frames,
+          'adapter_latency': player.adapter_latency,
           'inputs': {'audio': [batch_size, player.block_size]},
           'state': {k: {'shape': list(state_spec[k].shape), 'dtype': state_spec[k].dtype.name} for k in names}}
   concrete = tf.function(serve, input_signature=specs).get_concrete_function()

@@ -29,7 +29,9 @@ State carried from block to block (a dict of tensors, all zeros at the start):
 Latency. Offline, the audio between frames t and t+1 crossfades the harmonic amplitudes of both frames, whose
 Nyquist masks look at f0 of frames t-1..t+2, and the noise filter of frame t+1 spills back into it (its FIR is
 centred). So the segment of frame t can only be made once frame t+2 is known: the stream lags the input by
-`latency_frames` D = 2 frames (`latency` = 128 samples = 8 ms at 16 kHz, hop 64) on top of the block itself.
+`latency_frames` D = 2 frames (`latency` = 128 samples = 8 ms at 16 kHz, hop 64) on top of the block itself;
+D is the largest look-ahead of the processors' steps, so with `Harmonic(causal_nyquist=True)` (masks from f0 of
+frames t-1 and t) it is 1 frame.
 Each `step` returns the audio of the frames `[s - D, s + F - D)` for an input block of frames `[s, s + F)`; the
 first D frames of the stream are silence (pre-roll). `flush` treats the stream as ended (the last frame held,
 as offline synthesis does at the end of its window) and returns the last D frames of audio. So
