@@ -16,7 +16,7 @@ the decoder's matrices, at the machine's measured float32 matmul rate on 1 threa
 helpers); synthesis is not in the bound. Models have random weights (the cost does not depend on them). Each
 geometry runs in its own subprocess so the thread settings apply before TensorFlow starts.
 
-  python bench/streaming.py [--only rt48_50,tiny16_250] [--modes keras,xla,tflite] [--crepe tiny]
+  python bench/streaming.py [--only rt48_50,tiny16_250_c100] [--modes keras,xla,tflite] [--crepe tiny]
 """
 import argparse
 import json
@@ -27,15 +27,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (model gin file, sample rate, frame rate, block size): the real-time recipes (50 frames/s, one frame
-# per block), the low-latency 48 kHz recipe at 512-sample host blocks (the host-block adapter: 0 or 1 frame per
-# call) and the tiny model at 250 frames/s (4 frames per block).
+# name -> (model gin file, sample rate, frame rate, block size, CREPE frame rate or None for the frame rate):
+# the real-time recipes (50 frames/s, one frame per block), the low-latency 48 kHz recipe at 512-sample host
+# blocks (the host-block adapter: 0 or 1 frame per call) and the tiny model at 250 frames/s: CREPE on every
+# frame (4 frames per block), and at data preparation's 100 CREPE frames/s, f0 interpolated (5-frame blocks,
+# and 256-sample host blocks through the adapter).
 GEOMETRIES = {
-    'rt16_50': ('models/realtime/realtime_16k.gin', 16000, 50, 320),
-    'rt32_50': ('models/realtime/realtime_32k.gin', 32000, 50, 640),
-    'rt48_50': ('models/realtime/realtime_48k.gin', 48000, 50, 960),
-    'rt48ll_512': ('models/realtime/realtime_48k_lowlatency.gin', 48000, 50, 512),
-    'tiny16_250': ('models/tiny.gin', 16000, 250, 256),
+    'rt16_50': ('models/realtime/realtime_16k.gin', 16000, 50, 320, None),
+    'rt32_50': ('models/realtime/realtime_32k.gin', 32000, 50, 640, None),
+    'rt48_50': ('models/realtime/realtime_48k.gin', 48000, 50, 960, None),
+    'rt48ll_512': ('models/realtime/realtime_48k_lowlatency.gin', 48000, 50, 512, None),
+    'tiny16_250': ('models/tiny.gin', 16000, 250, 256, None),
+    'tiny16_250_c100': ('models/tiny.gin', 16000, 250, 320, 100),
+    'tiny16_250_c100_256': ('models/tiny.gin', 16000, 250, 256, 100),
 }
 SECONDS = 4
 REPEATS = 2  # passes over the clip per engine
@@ -70,15 +74,16 @@ def _worker(name, modes, crepe_model):
   import inference as bench_inference
   from ddsp import bundled
   from ddsp.training import export_lib, live
-  gin_file, sr, fr, block = GEOMETRIES[name]
+  gin_file, sr, fr, block, crepe_rate = GEOMETRIES[name]
   model = _model(gin_file, sr, fr)
-  player = live.LiveModel(model, block, crepe_model=crepe_model)
+  player = live.LiveModel(model, block, crepe_model=crepe_model, crepe_frame_rate=crepe_rate)
   clip, rate = sf.read(bundled.asset_path('voice_like_phrase.flac'), dtype='float32')
   clip = soxr.resample(clip[:SECONDS * rate], rate, sr).astype(np.float32) if sr != rate else clip[:SECONDS * rate]
   blocks = clip[:clip.shape[0] // block * block].reshape(-1, 1, block)
   gflops = bench_inference._matmul_gflops(tf)
   flops_frame = player.features.flops_per_frame() + bench_inference._decoder_flops(model)
   result = {'name': name, 'sample_rate': sr, 'frame_rate': fr, 'block_size': block, 'crepe': crepe_model,
+            'crepe_frame_rate': player.crepe_frame_rate,
             'block_ms': 1e3 * block / sr, 'latency_ms': 1e3 * player.latency / sr,
             'total_latency_ms': 1e3 * player.total_latency / sr,
             'feature_latency_frames': player.features.latency_frames, 'gflops_1thread': gflops,
@@ -101,7 +106,8 @@ def _worker(name, modes, crepe_model):
   for mode in ('keras', 'xla'):
     if mode not in modes:
       continue
-    engine = player if mode == 'keras' else live.LiveModel(model, block, crepe_model=crepe_model, jit_compile=True)
+    engine = player if mode == 'keras' else live.LiveModel(model, block, crepe_model=crepe_model, jit_compile=True,
+                                                           crepe_frame_rate=crepe_rate)
 
     def keras_call(b, state, engine=engine):
       out, state = engine.step(b, state)
@@ -109,7 +115,7 @@ def _worker(name, modes, crepe_model):
       return state
     result[mode] = run(keras_call, engine.initial_state(1))
   if 'tflite' in modes:
-    concrete, module, meta = export_lib.live_serving_function(model, block, 1, 0, crepe_model)
+    concrete, module, meta = export_lib.live_serving_function(model, block, 1, 0, crepe_model, crepe_rate)
     runner = tf.lite.Interpreter(model_content=export_lib.tflite_bytes(concrete, module),
                                  num_threads=1).get_signature_runner()
 
@@ -132,7 +138,7 @@ def main():
     _worker(args.worker, modes, args.crepe)
     return
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  print(f'{"geometry":<11} {"engine":<7} {"rtf":>7} {"p50 ms":>8} {"p99 ms":>8} {"cpu rtf":>8} {"cpu p50":>8} '
+  print(f'{"geometry":<19} {"engine":<7} {"rtf":>7} {"p50 ms":>8} {"p99 ms":>8} {"cpu rtf":>8} {"cpu p50":>8} '
         f'{"cpu p99":>8} {"block ms":>9} {"latency ms (+block)":>20} {"bound":>8}')
   for name in args.only.split(','):
     proc = subprocess.run([sys.executable, __file__, '--worker', name, '--modes', args.modes, '--crepe', args.crepe],
@@ -144,10 +150,11 @@ def main():
     r = json.loads(lines[0][7:])
     for mode in modes:
       m = r[mode]
-      print(f'{name:<11} {mode:<7} {m["rtf"]:>6.1f}x {m["p50_ms"]:>8.2f} {m["p99_ms"]:>8.2f} {m["cpu_rtf"]:>7.1f}x '
+      print(f'{name:<19} {mode:<7} {m["rtf"]:>6.1f}x {m["p50_ms"]:>8.2f} {m["p99_ms"]:>8.2f} {m["cpu_rtf"]:>7.1f}x '
             f'{m["cpu_p50_ms"]:>8.2f} {m["cpu_p99_ms"]:>8.2f} {r["block_ms"]:>9.2f} '
             f'{r["latency_ms"]:>10.2f} ({r["total_latency_ms"]:.2f}) {r["bound_rtf"]:>7.0f}x')
-    print(f'  {name}: CREPE {r["crepe"]}, {r["mflop_per_frame"]:.1f} MFLOP/frame, matmul '
+    print(f'  {name}: CREPE {r["crepe"]} at {r["crepe_frame_rate"]:g} frames/s, {r["mflop_per_frame"]:.1f} '
+          f'MFLOP/frame, matmul '
           f'{r["gflops_1thread"]:.0f} GFLOP/s on 1 thread, feature latency {r["feature_latency_frames"]} frames')
 
 

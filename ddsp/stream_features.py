@@ -44,6 +44,7 @@ Everything is written with TFLite built-in ops (`tf.signal.rfft` for the loudnes
 real-DFT matrix product when n_fft is not a power of two; a strided convolution for the resampler, a gather
 for the framing, the CREPE network), so the step exports without the Flex delegate.
 """
+import fractions
 import math
 
 import keras
@@ -93,6 +94,21 @@ def resample_to_crepe(audio, sample_rate):
   q = (taps.shape[0] - 1) // 2
   full = np.convolve(x, taps)  # full[i] = sum_k taps[k] x[i - k]; taps symmetric
   return full[q::factor][:-(-x.shape[0] // factor)].astype(np.float32)
+
+
+def crepe_period_frames(frame_rate, crepe_frame_rate):
+  """P, the fewest frames that hold a whole number of CREPE frames (a live block is a multiple of P).
+
+  ValueError unless 0 < crepe_frame_rate <= frame_rate and 16000 / crepe_frame_rate is a whole number of
+  samples (CREPE frames on whole 16 kHz samples, as offline).
+  """
+  rate = float(crepe_frame_rate)
+  if not 0 < rate <= float(frame_rate) or not math.isfinite(rate):
+    raise ValueError(f'Live CREPE runs at most once per frame: crepe_frame_rate must be in (0, {frame_rate:g}], '
+                     f'got {crepe_frame_rate}.')
+  if crepe.SAMPLE_RATE / rate != int(crepe.SAMPLE_RATE / rate):
+    raise ValueError(f'16000 / crepe_frame_rate must be a whole number of samples, got 16000 / {crepe_frame_rate}.')
+  return (fractions.Fraction(rate) / fractions.Fraction(float(frame_rate))).denominator
 
 
 def _loudness_tables(n_fft, sample_rate):
@@ -216,15 +232,20 @@ class FeatureStream:
     range_db, ref_db: as `compute_loudness`.
     align_frames: round the latency up to a multiple of this (a live model aligns it to whole blocks).
     f0_delay_frames: k, frames by which f0 / confidence are delayed (module doc; 0: centred on their frame).
+    crepe_frame_rate: C, frames per second at which CREPE runs (module doc, "CREPE at a lower rate"); None:
+      `frame_rate`. 16000 / C must be whole, C <= frame_rate, and block_frames * C / frame_rate whole
+      (`crepe_period_frames`).
 
   Attributes:
     hop, hop16, block_size, factor (M), latency_frames (Dl), latency (samples), lookahead_samples
-    (`{'loudness': n_fft / 2, 'f0': (512 + 32 - k hop16) M}` input samples: how far the last window ends
-    after its frame), keys (the feature names), f0_delay_frames.
+    (`{'loudness': n_fft / 2, 'f0': ...}` input samples: how far the farthest window a frame needs ends after
+    the frame's centre; f0: (512 + 32 - k hop16) M at C = frame_rate), keys (the feature names),
+    f0_delay_frames, crepe_frame_rate, crepe_frames_per_block.
   """
 
   def __init__(self, sample_rate, frame_rate, block_frames, loudness_n_fft=2048, crepe_model='tiny',
-               range_db=spectral_ops.LD_RANGE, ref_db=0.0, align_frames=1, f0_delay_frames=0):
+               range_db=spectral_ops.LD_RANGE, ref_db=0.0, align_frames=1, f0_delay_frames=0,
+               crepe_frame_rate=None):
     self.sample_rate = int(sample_rate)
     self.frame_rate = float(frame_rate)
     hop = self.sample_rate / self.frame_rate
@@ -244,7 +265,9 @@ class FeatureStream:
       raise ValueError(f'f0_delay_frames must be a whole number of frames >= 0, got {f0_delay_frames}.')
     self.f0_delay_frames = int(f0_delay_frames)
     self.lookahead_samples = {'loudness': self.n_fft // 2}
-    lags = [-(-self.n_fft // 2 // self.hop) - 1]
+    loudness_lag = -(-self.n_fft // 2 // self.hop) - 1
+    align = max(1, int(align_frames))
+    self.crepe_frame_rate = None
     if crepe_model is not None:
       crepe.check_capacity(crepe_model)
       self.factor = decimation_factor(self.sample_rate)
@@ -252,19 +275,30 @@ class FeatureStream:
       if hop16 != int(hop16):
         raise ValueError(f'Live f0 needs 16000 / frame_rate to be whole, got 16000 / {frame_rate}.')
       self.hop16 = int(hop16)
+      self.crepe_frame_rate = self.frame_rate if crepe_frame_rate is None else float(crepe_frame_rate)
+      period = crepe_period_frames(self.frame_rate, self.crepe_frame_rate)
+      if self.block_frames % period:
+        raise ValueError(f'With CREPE at {self.crepe_frame_rate:g} frames/s and frames at {self.frame_rate:g}/s, '
+                         f'a block must be a multiple of {period} frames (a whole number of CREPE frames), '
+                         f'got {self.block_frames}.')
+      self._ratio = fractions.Fraction(self.crepe_frame_rate) / fractions.Fraction(self.frame_rate)
+      self.crepe_frames_per_block = int(self.block_frames * self._ratio)
+      self.crepe_hop16 = int(crepe.SAMPLE_RATE / self.crepe_frame_rate)
       taps = decimation_filter(self.factor)
       self.q = (taps.shape[0] - 1) // 2
       self.delay16 = self.q // self.factor
       self.resampler = tf.constant(taps.astype(np.float32)[:, np.newaxis, np.newaxis])
-      half = crepe.FRAME_SIZE // 2
-      ahead16 = half + self.delay16 - self.f0_delay_frames * self.hop16
-      self.lookahead_samples['f0'] = ahead16 * self.factor
-      lags.append(-(-ahead16 // self.hop16) - 1)
+      f0_lag = 0
+      while not self._f0_plan(f0_lag)['fits']:
+        f0_lag += 1
+      self.latency_frames = -(-max(0, loudness_lag, f0_lag) // align) * align
+      self._plan = self._f0_plan(self.latency_frames)
+      self.lookahead_samples['f0'] = self._plan['ahead16'] * self.factor
       self.net = CrepeNetwork(crepe_model)
     else:
       self.factor, self.hop16, self.q, self.delay16 = None, None, 0, 0
-    align = max(1, int(align_frames))
-    self.latency_frames = -(-max(0, *lags) // align) * align
+      self.crepe_frames_per_block = 0
+      self.latency_frames = -(-max(0, loudness_lag) // align) * align
     self.latency = self.latency_frames * self.hop
     self.keys = ('loudness_db',) if crepe_model is None else ('f0_hz', 'f0_confidence', 'loudness_db')
     # The loudness power: an RFFT of the windowed frame (n_fft a power of two), else a real-DFT matrix.
@@ -276,19 +310,57 @@ class FeatureStream:
       self._ld_matrix = tf.constant(_loudness_matrix(self.n_fft, self.sample_rate))
     self._ld_index = _frame_index(self.block_frames, self.hop, self.n_fft)
     if crepe_model is not None:
-      self._f0_index = _frame_index(self.block_frames, self.hop16, crepe.FRAME_SIZE)
+      plan = self._plan
+      starts = np.asarray(plan['new_starts'], np.int64)
+      self._f0_index = tf.constant((starts[:, np.newaxis] + np.arange(crepe.FRAME_SIZE)).astype(np.int32))
+      self._f0_lo = tf.constant(np.asarray(plan['lo'], np.int32))
+      self._f0_hi = tf.constant(np.asarray(plan['hi'], np.int32))
+      self._f0_w = tf.constant(np.asarray(plan['w'], np.float32))
+
+  def _f0_plan(self, latency_frames):
+    """Where the CREPE frames of a block come from, for a feature latency of `latency_frames` (Dl).
+
+    Block 0 returns f0 frames b0 + r (r < F, b0 = -Dl - k); frame i sits at CREPE position p = i C / frame_rate
+    and takes CREPE frames j = floor(p) and, when p is not whole, j + 1 (the offline interpolation). CREPE frame j
+    is centred on 16 kHz sample j crepe_hop16. Every block needs the same set shifted by Qb =
+    crepe_frames_per_block frames: it runs the network on its last Qb (`new_starts`: window starts in the
+    16 kHz ring) and carries the K earlier ones from the blocks before (`carry`). `fits`: the farthest window ends
+    within the audio the block has brought (and the carried frames are before the start of the stream).
+    """
+    qb, hop16, c16 = self.crepe_frames_per_block, self.hop16, self.crepe_hop16
+    b0 = -int(latency_frames) - self.f0_delay_frames
+    lo, hi, w, ahead = [], [], [], []
+    for r in range(self.block_frames):
+      pos = (b0 + r) * self._ratio
+      j = math.floor(pos)
+      lo.append(j)
+      hi.append(j + 1 if pos != j else j)
+      w.append(float(pos - j))
+      ahead.append(hi[-1] * c16 - (b0 + r + self.f0_delay_frames) * hop16)
+    jmin, jmax = min(lo), max(hi)
+    carry = jmax - jmin + 1 - qb
+    half = crepe.FRAME_SIZE // 2
+    end16 = self.block_frames * hop16 - self.delay16  # 16 kHz samples of the stream after block 0
+    ring = max(0, half - self.delay16 - (jmax - qb + 1) * c16)  # the 16 kHz ring (state) before the block
+    offset = ring + self.delay16 - half  # ring index of the window start of CREPE frame 0, less its centre
+    return {'fits': jmax * c16 + half <= end16 and (carry <= 0 or jmin + carry - 1 < 0),
+            'carry': max(carry, 0), 'ring': ring, 'ahead16': max(ahead) + half + self.delay16,
+            'new_starts': [(jmax - qb + 1 + q) * c16 + offset for q in range(qb)],
+            'lo': [j - jmin for j in lo], 'hi': [j - jmin for j in hi], 'w': w}
 
   # ----------------------------------------------------------------------------------------------------------
   def state_spec(self, batch_size=None):
     """Name -> tf.TensorSpec: the input ring (`audio`), and with f0 the resampler's input tail (`tail`), the
-    16 kHz ring (`audio16`) and `count16` (16 kHz samples made so far, int32, saturating at the delay)."""
+    16 kHz ring (`audio16`), `count16` (16 kHz samples made so far, int32, saturating at the delay) and, with
+    CREPE slower than the frames, `crepe_f0` / `crepe_confidence` (the carried CREPE frames)."""
     spec = {'audio': tf.TensorSpec([batch_size, self.latency + self.n_fft // 2], tf.float32)}
     if self.crepe_model is not None:
       spec['tail'] = tf.TensorSpec([batch_size, max(2 * self.q, 1)], tf.float32)
-      spec['audio16'] = tf.TensorSpec(
-          [batch_size, (self.latency_frames + self.f0_delay_frames) * self.hop16 + crepe.FRAME_SIZE // 2
-           - self.delay16], tf.float32)
+      spec['audio16'] = tf.TensorSpec([batch_size, self._plan['ring']], tf.float32)
       spec['count16'] = tf.TensorSpec([], tf.int32)
+      if self._plan['carry']:  # CREPE results of the last K frames, which this block's frames still need
+        spec['crepe_f0'] = tf.TensorSpec([batch_size, self._plan['carry']], tf.float32)
+        spec['crepe_confidence'] = tf.TensorSpec([batch_size, self._plan['carry']], tf.float32)
       if self.f0_delay_frames:  # frames fed so far, saturating at Dl + k (the frames before the start)
         spec['f0_frames'] = tf.TensorSpec([], tf.int32)
     return spec
@@ -340,12 +412,18 @@ class FeatureStream:
       audio16 = audio16 * tf.cast(index >= self.delay16, tf.float32)[tf.newaxis]
     new_state['count16'] = tf.minimum(state['count16'] + n16, self.delay16)
     ext16 = tf.concat([state['audio16'], audio16], axis=1)
-    new_state['audio16'] = ext16[:, -self.state_spec()['audio16'].shape[1]:]
+    new_state['audio16'] = ext16[:, ext16.shape[1] - self._plan['ring']:]
     windows = tf.reshape(tf.gather(ext16, self._f0_index, axis=1), [-1, crepe.FRAME_SIZE])
-    act = self.net(windows)
-    f0, conf = decode_activations(act)
-    f0 = tf.reshape(f0, [batch, self.block_frames])
-    conf = tf.reshape(conf, [batch, self.block_frames])
+    f0, conf = decode_activations(self.net(windows))
+    f0 = tf.reshape(f0, [batch, self.crepe_frames_per_block])
+    conf = tf.reshape(conf, [batch, self.crepe_frames_per_block])
+    if self._plan['carry']:
+      f0 = tf.concat([state['crepe_f0'], f0], axis=1)
+      conf = tf.concat([state['crepe_confidence'], conf], axis=1)
+      new_state['crepe_f0'] = f0[:, self.crepe_frames_per_block:]
+      new_state['crepe_confidence'] = conf[:, self.crepe_frames_per_block:]
+    if self.crepe_frames_per_block != self.block_frames or self._plan['carry']:
+      f0, conf = self._interpolate(f0, conf)
     if self.f0_delay_frames:
       first = self.latency_frames + self.f0_delay_frames  # the first block frame of input frame k
       voiced = tf.cast(state['f0_frames'] + tf.range(self.block_frames, dtype=tf.int32) >= first, tf.float32)
@@ -353,6 +431,16 @@ class FeatureStream:
       new_state['f0_frames'] = tf.minimum(state['f0_frames'] + self.block_frames, first)
     features['f0_hz'], features['f0_confidence'] = f0, conf
     return features, new_state
+
+  def _interpolate(self, f0, conf):
+    """CREPE frames `[B, K + Qb]` -> the block's frames `[B, F]`: confidence linear, f0 linear in cents
+    (`f_lo (f_hi / f_lo) ** w`, as `ddsp.pitch.compute_f0` offline). Carried frames before the start of the
+    stream are zeros; the floor keeps the ratio finite there."""
+    f_lo, f_hi = tf.gather(f0, self._f0_lo, axis=1), tf.gather(f0, self._f0_hi, axis=1)
+    c_lo, c_hi = tf.gather(conf, self._f0_lo, axis=1), tf.gather(conf, self._f0_hi, axis=1)
+    w = self._f0_w[tf.newaxis]
+    ratio = tf.maximum(f_hi, 1e-3) / tf.maximum(f_lo, 1e-3)
+    return f_lo * tf.exp(w * tf.math.log(ratio)), (1.0 - w) * c_lo + w * c_hi
 
   def flops_per_frame(self):
     """Multiply-adds x 2 per frame: the loudness FFT (2.5 n log2 n for a real FFT, plus the window and the
@@ -362,5 +450,6 @@ class FeatureStream:
     else:
       total = 2 * self.n_fft * int(self._ld_matrix.shape[1])
     if self.crepe_model is not None:
-      total += 2 * self.hop * (2 * self.q + 1) // self.factor + crepe.flops_per_frame(self.crepe_model)
+      total += 2 * self.hop * (2 * self.q + 1) // self.factor + int(
+          crepe.flops_per_frame(self.crepe_model) * self.crepe_frames_per_block / self.block_frames)
     return total

@@ -196,3 +196,24 @@ def test_tflite_live_audio_to_audio_matches_keras(model, save_dir, tmp_path):
     offline = str(tmp_path / 'offline_only.tflite')
     export_lib.export(save_dir, offline, 'tflite')
     live_tflite.TfliteLivePlayer(offline)
+
+
+@pytest.mark.filterwarnings('ignore:.*tf.lite.Interpreter is deprecated')
+def test_tflite_live_with_crepe_at_100_frames_per_second(model, save_dir, tmp_path):
+  """The live step with CREPE at 100 frames/s (f0 interpolated to 250 frames/s) through 256-sample host blocks
+  (the adapter over 320-sample units, a TFLite WHILE): the exported step equals the Keras LiveModel."""
+  import soundfile as sf
+  from ddsp import bundled
+  from ddsp.training import live
+  from ddsp.training import live_tflite
+  clip, _ = sf.read(bundled.asset_path('voice_like_phrase.flac'), dtype='float32')
+  clip = clip[:256 * 50]
+  out = str(tmp_path / 'live100.tflite')
+  meta = export_lib.export(save_dir, out, 'tflite', streaming=True, block_size=256, with_features=True,
+                           crepe_frame_rate=100)
+  assert (meta['crepe_frame_rate'], meta['unit'], meta['adapter_latency']) == (100, 320, 256)
+  player = live.LiveModel(model, 256, noise_seed=0, crepe_frame_rate=100)
+  assert meta['latency'] == player.latency == 17 * 64 + 256
+  ref, _ = player.process(clip)
+  assert np.sqrt(np.mean(ref ** 2)) > 1e-4
+  np.testing.assert_allclose(live_tflite.TfliteLivePlayer(out).process(clip), ref[0], atol=1e-3, rtol=0)

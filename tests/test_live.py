@@ -49,23 +49,41 @@ def _stream_features(stream, audio):
   return {k: np.concatenate(v)[d:d + n_frames] for k, v in outs.items()}
 
 
-@pytest.mark.parametrize('sample_rate,frame_rate,block_frames', [(16000, 250, 4), (48000, 50, 1)])
-def test_stream_features_equal_offline(sample_rate, frame_rate, block_frames):
+@pytest.mark.parametrize('sample_rate,frame_rate,block_frames,crepe_frame_rate', [
+    (16000, 250, 4, None), (48000, 50, 1, None), (16000, 250, 5, 100), (48000, 50, 2, 25)])
+def test_stream_features_equal_offline(sample_rate, frame_rate, block_frames, crepe_frame_rate):
   audio = _clip(sample_rate)
-  stream = stream_features.FeatureStream(sample_rate, frame_rate, block_frames)
+  stream = stream_features.FeatureStream(sample_rate, frame_rate, block_frames, crepe_frame_rate=crepe_frame_rate)
   hop = sample_rate // frame_rate
-  # The stated look-ahead: half the loudness FFT, and 512 + 32 samples at 16 kHz for CREPE (resampler delay).
+  # The stated look-ahead: half the loudness FFT, and 512 + 32 samples at 16 kHz for CREPE (resampler delay),
+  # plus, with CREPE slower than the frames, the widest gap from a frame to the next CREPE frame's centre.
   factor = sample_rate // 16000
-  assert stream.lookahead_samples == {'loudness': 1024, 'f0': (512 + (32 if factor > 1 else 0)) * factor}
-  assert (stream.latency_frames + 1) * hop >= max(stream.lookahead_samples.values())
-  assert stream.latency_frames * hop < max(stream.lookahead_samples.values())
+  rate = crepe_frame_rate or frame_rate
+
+  def f0_lookahead(t):  # input samples after frame t's centre that its f0 needs (next CREPE frame's window)
+    gap = np.ceil(t * rate / frame_rate) * 16000 / rate - t * 16000 / frame_rate
+    return (512 + (32 if factor > 1 else 0) + gap) * factor
+
+  def lookahead(t):
+    return max(1024, f0_lookahead(t))
+  assert stream.lookahead_samples == {'loudness': 1024, 'f0': max(f0_lookahead(t) for t in range(frame_rate))}
+  # The block bringing input frames [s, s + F) returns frames [s - Dl, s - Dl + F): Dl is the least delay
+  # at which every returned frame's look-ahead has arrived.
+  def arrived(delay):
+    return all((s - delay + r) * hop + lookahead(s - delay + r) <= (s + block_frames) * hop
+               for s in range(0, 10 * block_frames, block_frames) for r in range(block_frames))
+  assert arrived(stream.latency_frames) and not arrived(stream.latency_frames - 1)
   got = _stream_features(stream, audio)
   ld = spectral_ops.compute_loudness(audio, sample_rate, frame_rate)
   assert ld.max() > -30.0 and ld.min() < -100.0  # the clip has notes and silence
   np.testing.assert_allclose(got['loudness_db'], ld, atol=1e-3, rtol=0)
-  f0, conf = pitch.compute_f0(stream_features.resample_to_crepe(audio, sample_rate), 16000, frame_rate)
+  f0, conf = pitch.compute_f0(stream_features.resample_to_crepe(audio, sample_rate), 16000, frame_rate,
+                              crepe_frame_rate=crepe_frame_rate)
   voiced = conf > 0.5
   assert voiced.mean() > 0.3
+  if crepe_frame_rate:  # the interpolated f0 is not CREPE run on every frame
+    f0_every, _ = pitch.compute_f0(stream_features.resample_to_crepe(audio, sample_rate), 16000, frame_rate)
+    assert np.abs(f0_every - f0)[voiced].max() > 0.1
   # The end edge (module doc): at 48 kHz the last frames whose CREPE window reaches past the end differ.
   edge = 0 if factor == 1 else -(-(512 + 32) // (16000 // frame_rate))
   interior = slice(0, f0.shape[0] - edge)
@@ -73,10 +91,19 @@ def test_stream_features_equal_offline(sample_rate, frame_rate, block_frames):
   np.testing.assert_allclose(got['f0_confidence'][interior], conf[interior], atol=1e-3, rtol=0)
   if factor > 1:
     # The causal FIR instead of soxr: how far the stream's f0 is from compute_f0's own resampling.
-    f0_soxr, conf_soxr = pitch.compute_f0(audio, sample_rate, frame_rate)
+    f0_soxr, conf_soxr = pitch.compute_f0(audio, sample_rate, frame_rate, crepe_frame_rate=crepe_frame_rate)
     both = voiced & (conf_soxr > 0.5)
     cents = np.abs(1200.0 * np.log2(got['f0_hz'][both] / f0_soxr[both]))
     assert np.median(cents) < 1.0 and np.abs(got['f0_confidence'] - conf_soxr)[interior].max() < 0.05
+
+
+def test_slower_crepe_refuses_bad_geometry():
+  with pytest.raises(ValueError, match='multiple of 5 frames'):
+    stream_features.FeatureStream(16000, 250, 4, crepe_frame_rate=100)
+  with pytest.raises(ValueError, match='at most once per frame'):
+    stream_features.FeatureStream(16000, 250, 4, crepe_frame_rate=500)
+  with pytest.raises(ValueError, match='whole number of samples'):
+    stream_features.FeatureStream(16000, 250, 25, crepe_frame_rate=30)
 
 
 def test_resampler_is_a_lowpass():
@@ -165,6 +192,27 @@ def test_live_audio_equals_offline_model_on_offline_features(model16):
   energy = lambda x: np.sum(x.reshape(-1, 256) ** 2, axis=1)
   loud = energy(offline) > 1e-2 * energy(offline).max()
   np.testing.assert_allclose(energy(out[0])[loud], energy(offline)[loud], rtol=0.01)
+
+
+def test_live_with_crepe_at_100_frames_per_second(model16):
+  """The paper's tiny model at 250 frames/s with CREPE at data preparation's 100 frames/s (2 CREPE frames per
+  5 frames, f0 interpolated in cents): features equal `compute_f0(crepe_frame_rate=100)`, the audio the
+  offline model's on them; a 256-sample host block (the adapter, over 320-sample units) gives the same audio."""
+  audio = _clip(16000)
+  player = live.LiveModel(model16, block_size=320, crepe_frame_rate=100)
+  assert (player.unit, player.adapter, player.features.crepe_frames_per_block) == (320, False, 2)
+  assert player.features.latency_frames == 15 and player.latency == 17 * 64  # the loudness window binds
+  out, feats = player.process(audio)
+  f0, conf = pitch.compute_f0(audio, 16000, 250, crepe_frame_rate=100)
+  np.testing.assert_allclose(feats['f0_hz'][0], f0, atol=1e-3, rtol=0)
+  np.testing.assert_allclose(feats['f0_confidence'][0], conf, atol=1e-3, rtol=0)
+  ref = model16({'f0_hz': feats['f0_hz'], 'loudness_db': feats['loudness_db']})['audio_synth'].numpy()[0]
+  assert np.sqrt(np.mean(ref ** 2)) > 0.01
+  np.testing.assert_allclose(out[0, :-64], ref[:-64], atol=1e-3, rtol=0)
+  host = live.LiveModel(model16, block_size=256, crepe_frame_rate=100)
+  assert (host.unit, host.adapter, host.adapter_latency) == (320, True, 320 - 64)
+  assert host.latency == player.latency + 256
+  np.testing.assert_allclose(host.process(audio)[0], out, atol=1e-5, rtol=0)
 
 
 def test_live_step_refuses_bad_blocks(model16):
@@ -258,6 +306,7 @@ def test_ddsp_stream_cli(tmp_path):
   tflite = f'--tflite={tmp_path / "x.tflite"}'
   io_flags = [f'--input={stereo}', f'--output={out}']
   for bad_cmd, message in ((cmd + [tflite], 'exactly one of --model_dir'),
-                           (cmd[:3] + io_flags + [tflite, '--block_size=512'], 'fixed at export time')):
+                           (cmd[:3] + io_flags + [tflite, '--block_size=512'], 'fixed at export time'),
+                           (cmd[:3] + io_flags + [tflite, '--crepe_frame_rate=100'], 'fixed at export time')):
     bad = subprocess.run(bad_cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-2000:]

@@ -32,6 +32,7 @@ FORMATS = ('saved_model', 'tflite')
 RANGES = {
     'block_size': validation.Range(1, 1 << 20, 'samples'),
     'batch_size': validation.Range(1, 1 << 16),
+    'crepe_frame_rate': cli.CREPE_FRAME_RATE,
 }
 
 
@@ -52,6 +53,9 @@ def define_flags():
                        'audio block, with the causal loudness and CREPE f0 of the input inside.')
   flags.DEFINE_enum('crepe_model', 'tiny', ['tiny', 'small', 'medium', 'large', 'full'],
                     'CREPE capacity of the live f0 (--with_features).')
+  flags.DEFINE_integer('crepe_frame_rate', None, cli.CREPE_FRAME_RATE.help(
+      'With --with_features: frames per second of the live CREPE, its f0 interpolated in cents to the frames '
+      '(data preparation runs it at 100; default: the model frame rate).'))
 
 
 def check_flags(flag_values=FLAGS):
@@ -105,7 +109,7 @@ def main(argv):
   try:
     meta = export_lib.export(FLAGS.save_dir, FLAGS.output, FLAGS.format, FLAGS.streaming, FLAGS.block_size,
                   FLAGS.batch_size, FLAGS.checkpoint, FLAGS.noise_seed, FLAGS.with_features,
-                  FLAGS.crepe_model)
+                  FLAGS.crepe_model, FLAGS.crepe_frame_rate)
   except export_lib.ExportError as e:
     print(f'ddsp_export: error: {e}', file=sys.stderr)
     sys.exit(1)

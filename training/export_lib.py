@@ -77,18 +77,21 @@ def load_model(save_dir, checkpoint=None):
 # ------------------------------------------------------------------------------------------------------------
 # Serving functions.
 # ------------------------------------------------------------------------------------------------------------
-def live_serving_function(model, block_size=256, batch_size=1, noise_seed=0, crepe_model='tiny'):
+def live_serving_function(model, block_size=256, batch_size=1, noise_seed=0, crepe_model='tiny',
+                          crepe_frame_rate=None):
   """The whole live step, audio -> audio (`ddsp.training.live.LiveModel`), as a concrete function.
 
   Signature: `serving_default(audio [B, block_size], <state>...) -> {'audio', 'f0_hz', 'f0_confidence',
   'loudness_db', <state>...}` (features `[B, block_frames]` of input frames [s - feature latency, ...)).
+  `crepe_frame_rate`: the rate the live CREPE runs at (None: the model's frame rate; `live.LiveModel`).
 
   Returns:
     (concrete function, tf.Module holding the weights, metadata dict).
   """
   import tensorflow as tf
   from ddsp.training import live
-  player = live.LiveModel(model, block_size, crepe_model=crepe_model, noise_seed=noise_seed)
+  player = live.LiveModel(model, block_size, crepe_model=crepe_model, noise_seed=noise_seed,
+                          crepe_frame_rate=crepe_frame_rate)
   module = tf.Module()
   module.model = model
   module.player = player
@@ -110,7 +113,8 @@ def live_serving_function(model, block_size=256, batch_size=1, noise_seed=0, cre
           'feature_latency_frames': player.features.latency_frames, 'total_latency': player.total_latency,
           'lookahead_samples': player.features.lookahead_samples, 'loudness_n_fft': player.features.n_fft,
           'f0_delay_frames': player.f0_delay_frames, 'synth_latency_frames': player.streamer.latency_frames,
-          'adapter_latency': player.adapter_latency,
+          'adapter_latency': player.adapter_latency, 'unit': player.unit,
+          'crepe_frame_rate': player.crepe_frame_rate,
           'inputs': {'audio': [batch_size, player.block_size]},
           'state': {k: {'shape': list(state_spec[k].shape), 'dtype': state_spec[k].dtype.name} for k in names}}
   concrete = tf.function(serve, input_signature=specs).get_concrete_function()
@@ -190,11 +194,12 @@ def serving_function(model, streaming=False, block_size=256, batch_size=None, no
 # Writing.
 # ------------------------------------------------------------------------------------------------------------
 def export_saved_model(model, output, streaming=False, block_size=256, batch_size=None, noise_seed=0,
-                       with_features=False, crepe_model='tiny'):
+                       with_features=False, crepe_model='tiny', crepe_frame_rate=None):
   """Writes a SavedModel with a `serving_default` signature; returns its metadata dict."""
   import tensorflow as tf
   if with_features:
-    concrete, module, meta = live_serving_function(model, block_size, batch_size, noise_seed, crepe_model)
+    concrete, module, meta = live_serving_function(model, block_size, batch_size, noise_seed, crepe_model,
+                                                     crepe_frame_rate)
   else:
     concrete, module, meta = serving_function(model, streaming, block_size, batch_size, noise_seed)
   meta['format'] = 'saved_model'
@@ -241,10 +246,11 @@ def tflite_bytes(concrete, module):
 
 
 def export_tflite(model, output, streaming=False, block_size=256, batch_size=1, noise_seed=0,
-                  with_features=False, crepe_model='tiny'):
+                  with_features=False, crepe_model='tiny', crepe_frame_rate=None):
   """Writes a TFLite model (and `<output>.json` metadata); returns the metadata dict."""
   if with_features:
-    concrete, module, meta = live_serving_function(model, block_size, batch_size, noise_seed, crepe_model)
+    concrete, module, meta = live_serving_function(model, block_size, batch_size, noise_seed, crepe_model,
+                                                     crepe_frame_rate)
   else:
     concrete, module, meta = serving_function(model, streaming, block_size, batch_size, noise_seed,
                                               engine='streaming')
@@ -258,11 +264,11 @@ def export_tflite(model, output, streaming=False, block_size=256, batch_size=1, 
 
 
 def export(save_dir, output, fmt='saved_model', streaming=False, block_size=256, batch_size=None,
-           checkpoint=None, noise_seed=0, with_features=False, crepe_model='tiny'):
+           checkpoint=None, noise_seed=0, with_features=False, crepe_model='tiny', crepe_frame_rate=None):
   """What `ddsp_export` does, as a Python function. Returns the metadata dict.
 
   `with_features` (with `streaming`): the whole live step, audio block -> audio block, with the causal loudness
-  and CREPE (`crepe_model`) f0 inside (`live_serving_function`).
+  and CREPE (`crepe_model`, run at `crepe_frame_rate`) f0 inside (`live_serving_function`).
 
   Raises:
     ExportError: bad folder / checkpoint / format / block size (checked before anything is written).
@@ -287,9 +293,9 @@ def export(save_dir, output, fmt='saved_model', streaming=False, block_size=256,
   try:
     if fmt == 'saved_model':
       return export_saved_model(model, output, streaming, block_size, batch_size, noise_seed, with_features,
-                                crepe_model)
+                                crepe_model, crepe_frame_rate)
     return export_tflite(model, output, streaming, block_size, 1 if batch_size is None else batch_size,
-                         noise_seed, with_features, crepe_model)
+                         noise_seed, with_features, crepe_model, crepe_frame_rate)
   except ValueError as e:
     if isinstance(e, ExportError):
       raise

@@ -12,15 +12,16 @@ State: the feature stream's tensors under `features_<key>`, the StreamingModel's
 (`gru_state`, `frames`, `<harmonic>_phase`, ...) and the adapter's under `host_<key>`, one flat dict, so an
 exported step (`ddsp_export --streaming --with_features`) takes and returns them by name.
 
-Any block size. A block of a whole number of hops is one inner step (its frames at once). Any other block
-goes through the host-block adapter: the block joins the input FIFO (`host_in`, the `host_fill` samples not yet
-a whole hop), every whole hop in it runs one inner step of one frame (a `tf.while_loop` of 0 .. B // hop + 1
-trips: TFLite's built-in WHILE, so the export keeps a fixed block size), their audio joins the output FIFO
-(`host_out`) and the call returns its oldest B samples. After call k, c = (k + 1) B mod hop input samples wait
-for the rest of their hop, so the output must run c samples behind what the inner steps have made; c takes
-every multiple of g = gcd(B, hop) below hop, so the adapter delays by exactly E = hop - g
-(`adapter_latency`), the least that never runs dry; E = 0 for a whole number of hops. The output equals the
-whole-hop path's, E samples later, sample for sample (tests/test_live_blocks.py).
+Any block size. A block of a whole number of units is one inner step (its frames at once); the unit is one
+hop, or P hops when CREPE runs slower than the frames (`crepe_frame_rate`, below). Any other block goes through
+the host-block adapter: the block joins the input FIFO (`host_in`, the `host_fill` samples not yet a whole
+unit), every whole unit in it runs one inner step (a `tf.while_loop` of 0 .. B // unit + 1 trips: TFLite's
+built-in WHILE, so the export keeps a fixed block size), their audio joins the output FIFO (`host_out`) and the
+call returns its oldest B samples. After call k, c = (k + 1) B mod unit input samples wait for the rest of
+their unit, so the output must run c samples behind what the inner steps have made; c takes every multiple of
+g = gcd(B, unit) below the unit, so the adapter delays by exactly E = unit - g (`adapter_latency`), the least
+that never runs dry; E = 0 for a whole number of units. The output equals the whole-unit path's, E samples
+later, sample for sample (tests/test_live_blocks.py).
 
 Latency, exactly: output sample n is the model's rendering of input sample n - `latency`, `latency =
 (Dl + D) * hop + E` samples: the features of a frame come out `features.latency_frames` (Dl) frames late (the
@@ -61,9 +62,14 @@ training and live equal without interpolating CREPE outputs; one frame is the le
 (the delay must be >= 1632 - 960 = 672 input samples = 0.7 frame), and 20 ms is less than the 32 ms a window
 ending at its frame would cost.
 
-Features. f0 comes from CREPE run at the model's frame rate on the 16 kHz resampled input (see
-`ddsp.stream_features`); the model reads f0 and loudness as it was trained to (no confidence gating: a live
-path cannot bridge gaps without more look-ahead); the confidence is returned by `step_with_features`.
+Features. f0 comes from CREPE on the 16 kHz resampled input (see `ddsp.stream_features`), at the model's
+frame rate or, with `crepe_frame_rate` C, at C frames/s interpolated in cents to the frames as offline
+(`compute_f0(crepe_frame_rate=C)`, data preparation's convention, default 100). The network is most of a
+live step's cost at high frame rates: the paper's tiny model at 250 frames/s runs it 250 times a second, or
+100 with C = 100 (blocks of P = 5 frames, CREPE twice per block); the look-ahead grows by at most the gap to
+the next CREPE frame (`lookahead_samples`), and at 16 kHz the loudness window still binds. The model reads
+f0 and loudness as it was trained to (no confidence gating: a live path cannot bridge gaps without more
+look-ahead); the confidence is returned by `step_with_features`.
 """
 import math
 import os
@@ -84,8 +90,12 @@ class LiveModel(tf.Module):
 
   Args:
     model: a built / restored `models.Autoencoder` that `streaming.StreamingModel` accepts.
-    block_size: samples per block, a multiple of the model's hop.
+    block_size: samples per block, any number (a multiple of `unit` runs without the host-block adapter).
     crepe_model: CREPE capacity of the live f0 ('tiny', 'small', ...).
+    crepe_frame_rate: frames per second at which the live CREPE runs (None: the model's frame rate), its f0
+      interpolated in cents to the frames as `ddsp.pitch.compute_f0(crepe_frame_rate=...)` does offline (data
+      preparation's default is 100). Inner steps then cover a whole number of CREPE frames: `unit` is P hops,
+      P = `stream_features.crepe_period_frames` (250 frames/s with CREPE at 100: P = 5).
     loudness_n_fft: FFT size of the loudness frames; default the model preprocessor's `n_fft` if it has one,
       else 2048 (data preparation's). The f0 delay is the preprocessor's `f0_delay_frames` (0 if none).
     noise_seed: seed of the streamer's noise table.
@@ -93,36 +103,44 @@ class LiveModel(tf.Module):
     name: module name.
 
   Attributes:
-    sample_rate, hop, block_size, block_frames, features (`FeatureStream`), streamer (`StreamingModel`),
-    latency_frames, latency (samples), total_latency (samples: block + latency).
+    sample_rate, hop, unit (samples of the smallest inner step), block_size, block_frames, features
+    (`FeatureStream`), streamer (`StreamingModel`), latency_frames, latency (samples), total_latency (samples:
+    block + latency).
   """
 
   def __init__(self, model, block_size, crepe_model='tiny', loudness_n_fft=None, noise_seed=0,
-               jit_compile=False, name='live_model'):
+               jit_compile=False, crepe_frame_rate=None, name='live_model'):
     super().__init__(name=name)
     _, _, hop = streaming.model_geometry(model)
     block_size = int(block_size)
     if block_size <= 0:
       raise ValueError(f'block_size must be a positive number of samples, got {block_size}.')
-    # A block that is not a whole number of hops goes through the host-block adapter (module doc): one hop
+    frame_rate = model.sample_rate / hop
+    period = 1 if crepe_frame_rate is None or crepe_model is None else stream_features.crepe_period_frames(
+        frame_rate, crepe_frame_rate)
+    self.unit = period * hop
+    # A block that is not a whole number of units goes through the host-block adapter (module doc): one unit
     # per inner step, the pending input and the output not yet due carried in the state.
-    self.adapter = block_size % hop != 0
-    self.streamer = streaming.StreamingModel(model, hop if self.adapter else block_size, noise_seed=noise_seed)
+    self.adapter = block_size % self.unit != 0
+    self.streamer = streaming.StreamingModel(model, self.unit if self.adapter else block_size,
+                                             noise_seed=noise_seed)
     self.sample_rate = int(self.streamer.sample_rate)
     self.hop = self.streamer.hop
     self.block_size = block_size
     self.block_frames = self.streamer.block_frames  # frames per inner step
-    self.max_steps = block_size // self.hop + 1 if self.adapter else 1  # inner steps per call, at most
+    self.max_steps = block_size // self.unit + 1 if self.adapter else 1  # inner steps per call, at most
     if loudness_n_fft is None:
       loudness_n_fft = getattr(model.preprocessor, 'n_fft', None) or 2048
     self.f0_delay_frames = int(getattr(model.preprocessor, 'f0_delay_frames', 0) or 0)
     self.features = stream_features.FeatureStream(self.sample_rate, self.sample_rate / self.hop,
                                                   self.block_frames, loudness_n_fft=loudness_n_fft,
                                                   crepe_model=crepe_model, align_frames=self.block_frames,
-                                                  f0_delay_frames=self.f0_delay_frames)
+                                                  f0_delay_frames=self.f0_delay_frames,
+                                                  crepe_frame_rate=crepe_frame_rate)
+    self.crepe_frame_rate = self.features.crepe_frame_rate
     self.latency_frames = self.features.latency_frames + self.streamer.latency_frames
     self.frame_latency = self.latency_frames * self.hop
-    self.adapter_latency = adapter_latency(block_size, self.hop)
+    self.adapter_latency = adapter_latency(block_size, self.unit)
     self.latency = self.frame_latency + self.adapter_latency
     self.total_latency = self.block_size + self.latency
     self._step_fn = tf.function(self._step, jit_compile=bool(jit_compile), reduce_retracing=True)
@@ -132,7 +150,7 @@ class LiveModel(tf.Module):
     spec[FEATURE_PREFIX + 'frames_done'] = tf.TensorSpec([], tf.int32)
     spec.update(self.streamer.state_spec(batch_size))
     if self.adapter:
-      spec['host_in'] = tf.TensorSpec([batch_size, self.hop], tf.float32)
+      spec['host_in'] = tf.TensorSpec([batch_size, self.unit], tf.float32)
       spec['host_fill'] = tf.TensorSpec([], tf.int32)
       spec['host_out'] = tf.TensorSpec([batch_size, self.adapter_latency + self.block_size], tf.float32)
     return {k: spec[k] for k in sorted(spec)}
@@ -166,8 +184,8 @@ class LiveModel(tf.Module):
 
   def step_with_features(self, audio, state, sample_rate=None):
     """As `step`, also returning the features (f0_hz, f0_confidence, loudness_db `[B, block_frames]`) of input
-    frames [s - features.latency_frames, ...). With the adapter: `[B, max_steps]`, the frames of this call's
-    inner steps last (right-aligned), and `n_frames` (int32 scalar) how many of them there are."""
+    frames [s - features.latency_frames, ...). With the adapter: `[B, max_steps * block_frames]`, the frames of
+    this call's inner steps last (right-aligned), and `n_frames` (int32 scalar) how many of them there are."""
     return self._step_fn(self.check_block(audio, sample_rate), state)
 
   def _step(self, audio, state):
@@ -176,15 +194,16 @@ class LiveModel(tf.Module):
     return self._adapter_step(audio, state)
 
   def _adapter_step(self, audio, state):
-    """Host block -> whole hops -> host block (module doc, "Any block size")."""
-    hop, size, extra = self.hop, self.block_size, self.adapter_latency
+    """Host block -> whole units -> host block (module doc, "Any block size"; `hop` here is the unit)."""
+    hop, size, extra = self.unit, self.block_size, self.adapter_latency
     audio = self.features.sanitize(audio)  # a non-finite sample silences the whole host block
     inner = {k: v for k, v in state.items() if not k.startswith('host_')}
     fill = state['host_fill']  # c: pending input samples, right-aligned in host_in
     combined = tf.concat([state['host_in'], audio], axis=1)  # the pending input is combined[:, hop - c:]
     n_steps = (fill + size) // hop
     batch = tf.shape(audio)[0]
-    feats0 = {k: tf.zeros([batch, self.max_steps]) for k in self.features.keys}
+    frames = self.block_frames  # per inner step
+    feats0 = {k: tf.zeros([batch, self.max_steps * frames]) for k in self.features.keys}
 
     def body(i, fifo, inner, feats):
       start = hop - fill + i * hop
@@ -192,7 +211,7 @@ class LiveModel(tf.Module):
       out, inner, f = self._inner_step(block, inner)
       # The output FIFO holds its samples right-aligned: shift left by one hop, append this hop.
       fifo = tf.concat([fifo[:, hop:], out], axis=1)
-      feats = {k: tf.concat([feats[k][:, 1:], f[k]], axis=1) for k in feats}
+      feats = {k: tf.concat([feats[k][:, frames:], f[k]], axis=1) for k in feats}
       return i + 1, fifo, inner, feats
 
     _, fifo, inner, feats = tf.while_loop(lambda i, *_: i < n_steps, body,
@@ -201,7 +220,7 @@ class LiveModel(tf.Module):
     held = extra - fill + n_steps * hop
     out = tf.gather(fifo, extra + size - held + tf.range(size), axis=1)
     new_state = dict(inner, host_in=combined[:, -hop:], host_fill=fill + size - n_steps * hop, host_out=fifo)
-    feats['n_frames'] = n_steps
+    feats['n_frames'] = n_steps * frames
     return out, {k: new_state[k] for k in sorted(new_state)}, feats
 
   def _inner_step(self, audio, state):
@@ -290,11 +309,11 @@ def block_time_report(block_seconds, block_size, sample_rate, warmup=2):
 
 
 def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tiny', checkpoint=None,
-                jit_compile=False):
+                jit_compile=False, crepe_frame_rate=None):
   """What `ddsp_stream` does: a file through the live path block by block, written as a WAV.
 
   `block_size` 0 (or None) means the model's hop (the least latency); any other number of samples works.
-  `jit_compile` XLA-compiles the step (`LiveModel`).
+  `jit_compile` XLA-compiles the step, `crepe_frame_rate` sets the live CREPE's rate (`LiveModel`).
 
   The input is read as mono at the model's rate (converted with a note, as `ddsp_transfer` does); the output
   is aligned with it (the latency removed) and written atomically.
@@ -310,9 +329,11 @@ def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tin
   from ddsp.training import export_lib
   from ddsp.training import features as features_lib
   model = export_lib.load_model(model_dir, checkpoint)
-  if not block_size:  # the model's hop: the least latency
-    block_size = model.hop_size
-  player = LiveModel(model, block_size, crepe_model=crepe_model, jit_compile=jit_compile)
+  if not block_size:  # the least latency: one inner step (one hop, or P hops with a slower CREPE)
+    block_size = model.hop_size * (1 if crepe_frame_rate is None else stream_features.crepe_period_frames(
+        model.sample_rate / model.hop_size, crepe_frame_rate))
+  player = LiveModel(model, block_size, crepe_model=crepe_model, jit_compile=jit_compile,
+                     crepe_frame_rate=crepe_frame_rate)
   audio, notes = features_lib.read_input(input_path, player.sample_rate)
   times = []
   out, _ = player.process(audio, progress=times.append)
@@ -325,6 +346,6 @@ def stream_file(model_dir, input_path, output_path, block_size, crepe_model='tin
                 lookahead_samples=dict(player.features.lookahead_samples),
                 feature_latency_frames=player.features.latency_frames,
                 synth_latency_frames=player.streamer.latency_frames, hop=player.hop,
-                f0_delay_frames=player.f0_delay_frames,
-                adapter_latency=player.adapter_latency)
+                f0_delay_frames=player.f0_delay_frames, crepe_frame_rate=player.crepe_frame_rate,
+                unit=player.unit, adapter_latency=player.adapter_latency)
   return report

@@ -35,6 +35,7 @@ CREPE_MODELS = ('tiny', 'small', 'medium', 'large', 'full')
 RANGES = {
     'block_size': validation.Range(0, 1 << 20, 'samples'),
     'threads': validation.Range(0, 1024),
+    'crepe_frame_rate': cli.CREPE_FRAME_RATE,
 }
 
 
@@ -49,6 +50,10 @@ def define_flags():
                        "model's hop, the least latency; a plugin host's block, e.g. 512, adds hop - "
                        'gcd(block, hop) samples).'))
   flags.DEFINE_enum('crepe_model', 'tiny', list(CREPE_MODELS), 'CREPE capacity of the live f0.')
+  flags.DEFINE_integer('crepe_frame_rate', None, cli.CREPE_FRAME_RATE.help(
+      'Frames per second of the live CREPE, its f0 interpolated in cents to the frames as data preparation '
+      'does (it runs CREPE at 100); fewer CREPE frames make the step faster at high frame rates (default: the '
+      'model frame rate). Blocks then hold whole CREPE frames (other blocks go through the adapter).'))
   flags.DEFINE_integer('threads', 0, RANGES['threads'].help('TensorFlow intra-op threads (0: the default; '
                        'with --tflite, 0 means 1, a plugin audio thread).'))
   flags.DEFINE_boolean('jit_compile', False, 'XLA-compile the live step (measured 2-3x faster on CPU at 50 '
@@ -72,9 +77,9 @@ def main(argv):
       raise app.UsageError(f'--{name} is required.')
   if bool(FLAGS.model_dir) == bool(FLAGS.tflite):
     raise app.UsageError('Give exactly one of --model_dir (a training folder) and --tflite (an exported live step).')
-  if FLAGS.tflite and (FLAGS.block_size or FLAGS.checkpoint or FLAGS.jit_compile):
-    raise app.UsageError('--block_size, --checkpoint and --jit_compile are fixed at export time; with --tflite '
-                         'leave them out.')
+  if FLAGS.tflite and (FLAGS.block_size or FLAGS.checkpoint or FLAGS.jit_compile or FLAGS.crepe_frame_rate):
+    raise app.UsageError('--block_size, --checkpoint, --jit_compile and --crepe_frame_rate are fixed at export '
+                         'time; with --tflite leave them out.')
   check_flags(FLAGS)
   import tensorflow as tf
   if FLAGS.threads:
@@ -88,7 +93,8 @@ def main(argv):
       report = live_tflite.stream_tflite_file(FLAGS.tflite, FLAGS.input, FLAGS.output, FLAGS.threads or 1)
     else:
       report = live.stream_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.block_size, FLAGS.crepe_model,
-                                FLAGS.checkpoint, jit_compile=FLAGS.jit_compile)
+                                FLAGS.checkpoint, jit_compile=FLAGS.jit_compile,
+                                crepe_frame_rate=FLAGS.crepe_frame_rate)
   except ValueError as e:
     print(f'ddsp_stream: error: {e}', file=sys.stderr)
     sys.exit(1)
@@ -109,6 +115,9 @@ def main(argv):
         f"{report['synth_latency_frames']} frames for the next frame's controls and Nyquist mask; "
         f"{report['hop']} samples per frame; host-block adapter {report['adapter_latency']} samples); with the "
         f"block {report['total_latency']} samples = {report['total_latency_ms']:.2f} ms")
+  if report['crepe_frame_rate'] != report['sample_rate'] / report['hop']:
+    print(f"ddsp_stream: CREPE ran at {report['crepe_frame_rate']:g} frames/s, f0 interpolated to the frames "
+          f"(inner steps of {report['unit']} samples)")
 
 
 def console_entry_point():
