@@ -380,7 +380,17 @@ class FeatureStream:
     """One block: `[B, block_size]` float32 audio -> (dict key -> `[B, block_frames]`, new state).
 
     The frames returned are input frames [s - Dl, s - Dl + F) for a block of input frames [s, s + F).
+    The same as `complete(net(windows), *analyse(audio, state))` (`analyse` -> features, windows, new state),
+    the three parts a caller may compile apart (`LiveModel(jit_compile=True)` leaves the network to oneDNN).
     """
+    features, windows, new_state = self.analyse(audio, state)
+    if windows is None:
+      return features, new_state
+    return self.complete(self.net(windows), features, state, new_state)
+
+  def analyse(self, audio, state):
+    """The block's loudness and CREPE windows: (features {'loudness_db'}, windows `[B Qb, 1024]` or None
+    without f0, new state without the f0 part)."""
     audio = self.sanitize(audio)
     batch = tf.shape(audio)[0]
     new_state = {}
@@ -397,7 +407,7 @@ class FeatureStream:
     loudness = 10.0 / math.log(10.0) * tf.math.log(tf.maximum(power, 1e-20)) - self.ref_db
     features = {'loudness_db': tf.maximum(loudness, -self.range_db)}
     if self.crepe_model is None:
-      return features, new_state
+      return features, None, new_state
     # Causal decimation to 16 kHz: the last 2Q input samples and this block, filtered, every M-th sample.
     n16 = self.block_size // self.factor
     if self.factor == 1:
@@ -414,7 +424,14 @@ class FeatureStream:
     ext16 = tf.concat([state['audio16'], audio16], axis=1)
     new_state['audio16'] = ext16[:, ext16.shape[1] - self._plan['ring']:]
     windows = tf.reshape(tf.gather(ext16, self._f0_index, axis=1), [-1, crepe.FRAME_SIZE])
-    f0, conf = decode_activations(self.net(windows))
+    return features, windows, new_state
+
+  def complete(self, activations, features, state, new_state):
+    """CREPE's activations `[B Qb, 360]` of `analyse`'s windows -> (features with f0_hz and f0_confidence,
+    the whole new state), given `analyse`'s features and new state and the block's incoming `state`."""
+    features, new_state = dict(features), dict(new_state)
+    f0, conf = decode_activations(activations)
+    batch = tf.shape(activations)[0] // self.crepe_frames_per_block
     f0 = tf.reshape(f0, [batch, self.crepe_frames_per_block])
     conf = tf.reshape(conf, [batch, self.crepe_frames_per_block])
     if self._plan['carry']:

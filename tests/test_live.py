@@ -213,6 +213,9 @@ def test_live_with_crepe_at_100_frames_per_second(model16):
   assert (host.unit, host.adapter, host.adapter_latency) == (320, True, 320 - 64)
   assert host.latency == player.latency + 256
   np.testing.assert_allclose(host.process(audio)[0], out, atol=1e-5, rtol=0)
+  # XLA for the features and synthesis (the network left to oneDNN), inside the adapter's loop: the same audio.
+  jit = live.LiveModel(model16, block_size=256, crepe_frame_rate=100, jit_compile=True)
+  np.testing.assert_allclose(jit.process(audio)[0], out, atol=1e-4, rtol=0)
 
 
 def test_live_step_refuses_bad_blocks(model16):

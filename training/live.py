@@ -99,7 +99,7 @@ class LiveModel(tf.Module):
     loudness_n_fft: FFT size of the loudness frames; default the model preprocessor's `n_fft` if it has one,
       else 2048 (data preparation's). The f0 delay is the preprocessor's `f0_delay_frames` (0 if none).
     noise_seed: seed of the streamer's noise table.
-    jit_compile: XLA for the step.
+    jit_compile: XLA for the step's features and synthesis (the CREPE network stays a oneDNN graph).
     name: module name.
 
   Attributes:
@@ -143,7 +143,15 @@ class LiveModel(tf.Module):
     self.adapter_latency = adapter_latency(block_size, self.unit)
     self.latency = self.frame_latency + self.adapter_latency
     self.total_latency = self.block_size + self.latency
-    self._step_fn = tf.function(self._step, jit_compile=bool(jit_compile), reduce_retracing=True)
+    # XLA fuses the many small ops of the features and the synthesis; CREPE's convolutions stay with oneDNN
+    # (XLA's CPU convolutions are slower), so the step is three parts: analyse (XLA), network, finish (XLA).
+    self.jit_compile = bool(jit_compile)
+    self._analyse = self.features.analyse
+    self._finish = self._finish_step
+    if self.jit_compile:
+      self._analyse = tf.function(self._analyse, jit_compile=True, reduce_retracing=True)
+      self._finish = tf.function(self._finish, jit_compile=True, reduce_retracing=True)
+    self._step_fn = tf.function(self._step, reduce_retracing=True)
 
   def state_spec(self, batch_size=None):
     spec = {FEATURE_PREFIX + k: v for k, v in self.features.state_spec(batch_size).items()}
@@ -227,7 +235,12 @@ class LiveModel(tf.Module):
     feat_state = {k[len(FEATURE_PREFIX):]: v for k, v in state.items() if k.startswith(FEATURE_PREFIX)}
     stream_state = {k: v for k, v in state.items() if not k.startswith(FEATURE_PREFIX)}
     done = feat_state.pop('frames_done')
-    feats, feat_state = self.features.step(audio, feat_state)
+    feats, windows, analysed = self._analyse(audio, feat_state)
+    return self._finish(self.features.net(windows), feats, feat_state, analysed, stream_state, done)
+
+  def _finish_step(self, activations, feats, feat_state, analysed, stream_state, done):
+    """CREPE's activations and the analysed block -> (audio, new state, features) (`_inner_step`)."""
+    feats, feat_state = self.features.complete(activations, feats, feat_state, analysed)
     # The first Dl feature frames (whole blocks) are the frames before the start: the synthesis waits, its
     # state held at zero and its output silent, so it starts at input frame 0 exactly as offline.
     started = done >= self.features.latency_frames

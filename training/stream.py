@@ -56,8 +56,9 @@ def define_flags():
       'model frame rate). Blocks then hold whole CREPE frames (other blocks go through the adapter).'))
   flags.DEFINE_integer('threads', 0, RANGES['threads'].help('TensorFlow intra-op threads (0: the default; '
                        'with --tflite, 0 means 1, a plugin audio thread).'))
-  flags.DEFINE_boolean('jit_compile', False, 'XLA-compile the live step (measured 2-3x faster on CPU at 50 '
-                       'frames/s, see bench/streaming.py; the first block then compiles for a few seconds).')
+  flags.DEFINE_boolean('jit_compile', False, 'XLA-compile the features and synthesis of the live step (CREPE '
+                       'stays a oneDNN graph); see bench/streaming.py for the gain per recipe (the first block '
+                       'then compiles for a few seconds).')
   flags.DEFINE_string('tflite', None, 'Instead of --model_dir: an exported live step (ddsp_export '
                       '--format=tflite --streaming --with_features; its .json beside it), run with the TFLite '
                       'interpreter at its exported block size.')
