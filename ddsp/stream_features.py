@@ -6,8 +6,8 @@ the same frames that the offline functions compute on the whole file:
   * loudness: `ddsp.spectral_ops.compute_loudness(audio, sample_rate, frame_rate, n_fft)` (frame t centred on
     sample t * hop, zero padding before the start and after the end);
   * f0 and confidence: `ddsp.pitch.compute_f0(resample_to_crepe(audio, sample_rate), 16000, frame_rate,
-    model)` (one CREPE frame per output frame, frame t centred on 16 kHz sample t * hop16, hop16 = 16000 /
-    frame_rate, no level gate, no Viterbi smoothing).
+    model, crepe_frame_rate=C)` (no level gate, no Viterbi smoothing); with C = frame_rate (the default) one
+    CREPE frame per output frame, frame t centred on 16 kHz sample t * hop16, hop16 = 16000 / frame_rate.
 
     stream = FeatureStream(48000, 50, block_frames=1)         # 960-sample blocks
     state = stream.initial_state(batch_size=1)                 # all zeros = the offline zero padding
@@ -24,6 +24,18 @@ f0 delay (`f0_delay_frames` k > 0, the low-latency live convention of
 (window centred on 16 kHz sample (t - k) hop16), due k hop16 16 kHz samples earlier, so the f0 look-ahead
 shrinks by k hop16 M input samples; frames t < k (before the start) are 0 Hz with confidence 0. Offline:
 `compute_f0` as above, shifted by k frames with zeros in front.
+
+CREPE at a lower rate (`crepe_frame_rate` C < frame_rate, data preparation's convention: it runs CREPE at 100
+frames/s). CREPE frame j is centred on 16 kHz sample j 16000 / C; frame t sits at CREPE position p = t C /
+frame_rate and takes confidence linearly and f0 linearly in cents between CREPE frames floor(p) and floor(p) + 1
+(the second only when p is not whole): offline, `compute_f0(..., crepe_frame_rate=C)`. A block of F frames
+then needs the same set of CREPE frames as the block before, shifted by Qb = F C / frame_rate frames (a whole
+number: F is a multiple of `crepe_period_frames`, 5 for 250 frames/s and C = 100); it runs the network on its
+newest Qb windows and carries the K (1 or 2) earlier results in the state (`crepe_f0`, `crepe_confidence`).
+The look-ahead grows by the widest gap from a frame to the next CREPE centre (less than 16000 / C 16 kHz
+samples: 128 = 8 ms at 250 frames/s and C = 100); Dl is the least delay at which every frame of a block has its windows. At 250 frames/s and C = 100 the
+network runs 100 times a second instead of 250 (most of a live step's cost), and at 16 kHz the loudness
+window still binds the latency.
 
 Resampling to 16 kHz (CREPE's rate) is causal: for an input rate of M * 16 kHz (M = 1, 2, 3: 16, 32, 48 kHz)
 a linear-phase Kaiser-windowed sinc low-pass of 2 Q + 1 taps (Q = 32 M, cut-off 0.46 of the 16 kHz rate,
