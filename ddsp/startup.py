@@ -24,6 +24,7 @@ COMMANDS = {
     'ddsp_run': 'ddsp.training.ddsp_run',
     'ddsp_transfer': 'ddsp.training.transfer',
     'ddsp_export': 'ddsp.training.export',
+    'ddsp_stream': 'ddsp.training.stream',
     'ddsp_studio': 'ddsp.training.studio',
     'ddsp_prepare_tfrecord': 'ddsp.data_prep.prepare_tfrecord',
     'ddsp_demo': 'ddsp.training.demo',

@@ -33,9 +33,9 @@ then needs the same set of CREPE frames as the block before, shifted by Qb = F C
 number: F is a multiple of `crepe_period_frames`, 5 for 250 frames/s and C = 100); it runs the network on its
 newest Qb windows and carries the K (1 or 2) earlier results in the state (`crepe_f0`, `crepe_confidence`).
 The look-ahead grows by the widest gap from a frame to the next CREPE centre (less than 16000 / C 16 kHz
-samples: 128 = 8 ms at 250 frames/s and C = 100); Dl is the least delay at which every frame of a block has its windows. At 250 frames/s and C = 100 the
-network runs 100 times a second instead of 250 (most of a live step's cost), and at 16 kHz the loudness
-window still binds the latency.
+samples: 128 = 8 ms at 250 frames/s and C = 100); Dl is the least delay at which every frame of a block has
+its windows. At 250 frames/s and C = 100 the network runs 100 times a second instead of 250 (most of a live
+step's cost), and at 16 kHz the loudness window still binds the latency.
 
 Resampling to 16 kHz (CREPE's rate) is causal: for an input rate of M * 16 kHz (M = 1, 2, 3: 16, 32, 48 kHz)
 a linear-phase Kaiser-windowed sinc low-pass of 2 Q + 1 taps (Q = 32 M, cut-off 0.46 of the 16 kHz rate,

@@ -349,6 +349,16 @@ def test_command_name_and_verbose_switch():
   assert not startup.verbose(['--verbosity=0'], {}) and not startup.verbose([], {})
 
 
+def test_every_console_script_is_a_quiet_command():
+  """setup.py's console scripts and `startup.COMMANDS` name the same commands and modules (a script missing
+  there would print TensorFlow's native start-up lines)."""
+  import re
+  with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'setup.py'),
+            encoding='utf-8') as f:
+    scripts = dict(re.findall(r"'(ddsp_\w+) = ([\w.]+):console_entry_point'", f.read()))
+  assert len(scripts) >= 8 and scripts == startup.COMMANDS
+
+
 def test_quiet_native_startup_holds_back_fd2_native_lines_only():
   import subprocess
   import sys
