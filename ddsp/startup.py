@@ -33,13 +33,14 @@ COMMANDS = {
 VERBOSE_ENV = 'DDSP_VERBOSE'
 
 # Native log lines: glog style ("I0000 00:00:1796382128.49 14114 cudart_stub.cc:31] ..."), TensorFlow's own
-# ("2024-01-01 10:00:00.000000: I tensorflow/..."), absl's notice before its log initialisation, and the
-# continuation line of the CPU instruction note.
+# ("2024-01-01 10:00:00.000000: I tensorflow/..."), absl's notice before its log initialisation, the
+# continuation line of the CPU instruction note, and the TFLite interpreter's delegate note.
 _NATIVE_LOG = re.compile(
     r'^([IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]]+\] '
     r'|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] '
     r'|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
-    r'|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags)')
+    r'|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags'
+    r'|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$)')
 
 
 def command_name(argv=None, orig_argv=None):
@@ -103,12 +104,14 @@ def _probe_devices():
 
 
 @contextlib.contextmanager
-def quiet_native_startup(active=None):
+def quiet_native_startup(active=None, probe_devices=True):
   """Holds back TensorFlow's native start-up logs while the block (the first TensorFlow import) runs.
 
   Args:
     active: capture or not; default: when this process is a package command (`command_name`) that is not
       `verbose()`. Inactive, the block runs untouched (library users and tests see everything).
+    probe_devices: probe TensorFlow's devices at the end of the block (False: a later block of native work
+      with the same capture, e.g. the TFLite converter's log lines).
 
   On leaving the block normally, TensorFlow's devices are probed inside the capture, fd 2 is restored and the
   captured text is written back to it without the native log lines; if the block raises, all of it is.
@@ -130,7 +133,8 @@ def quiet_native_startup(active=None):
   try:
     os.dup2(capture.fileno(), 2)
     yield
-    _probe_devices()
+    if probe_devices:
+      _probe_devices()
   except BaseException:
     failed = True
     raise

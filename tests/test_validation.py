@@ -334,6 +334,8 @@ def test_native_start_up_lines_are_filtered_and_others_kept():
           '2024-01-01 10:00:00.000000: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.\n'
           'To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the '
           'appropriate compiler flags.\n'
+          'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n'
+          'E0000 00:00:1796419728.254916    5360 node_def_util.cc:682] NodeDef mentions attribute Truncate\n'
           'ddsp_transfer: note: input resampled.\n'
           'Traceback (most recent call last):\n')
   kept = 'ddsp_transfer: note: input resampled.\nTraceback (most recent call last):\n'

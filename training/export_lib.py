@@ -34,6 +34,7 @@ import os
 import tempfile
 
 from ddsp import file_utils
+from ddsp import startup
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
@@ -240,7 +241,8 @@ def tflite_bytes(concrete, module):
     converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
-      return converter.convert()
+      with startup.quiet_native_startup(probe_devices=False):  # the converter's native log lines, in a command
+        return converter.convert()
     except Exception as e:
       raise ExportError(f'TFLite conversion failed: {type(e).__name__}: {str(e)[:2000]}') from e
 

@@ -10,8 +10,11 @@ Keras model sample by sample.
 import json
 import os
 import time
+import warnings
 
 import numpy as np
+
+from ddsp import startup
 
 
 def read_metadata(tflite_path):
@@ -49,8 +52,14 @@ class TfliteLivePlayer:
     batch = int(self.meta['inputs']['audio'][0])
     if batch != 1:
       raise ValueError(f'{tflite_path!r} was exported for batch {batch}; export with --batch_size=1 to play a file.')
-    interpreter = tf.lite.Interpreter(model_path=tflite_path, num_threads=int(threads))
-    self._runner = interpreter.get_signature_runner()
+    # tf.lite.Interpreter warns that it moves to the ai_edge_litert package in a later TensorFlow; it is
+    # TensorFlow 2.2x's own interpreter here (constraints.txt), so the warning is not passed on to a user. In a
+    # command, the interpreter's native note ("Created TensorFlow Lite XNNPACK delegate") is held back too.
+    with warnings.catch_warnings(), startup.quiet_native_startup(probe_devices=False):
+      warnings.filterwarnings('ignore', message=r'.*tf\.lite\.Interpreter is deprecated')
+      interpreter = tf.lite.Interpreter(model_path=tflite_path, num_threads=int(threads))
+      interpreter.allocate_tensors()  # applies the delegate now, inside the capture
+      self._runner = interpreter.get_signature_runner()
     self._names = list(self.meta['state'])
 
   def initial_state(self):
