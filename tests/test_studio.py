@@ -404,7 +404,8 @@ def test_microphone_recording_in_headless_chromium(server, driver):
   time.sleep(2.0)
   record.click()
   info = driver.find_element(By.ID, 'source-info')
-  wait.until(lambda d: info.text.startswith('recording.'))
+  # the counter reads 'recording... N s' until the page has made the file
+  wait.until(lambda d: info.text.startswith('recording.') and not info.text.startswith('recording...'))
   assert info.text.startswith('recording.wav'), info.text  # the page sends the recording as WAV
   assert not driver.find_element(By.ID, 'message').is_displayed()
   driver.find_element(By.ID, 'transfer').click()
