@@ -345,16 +345,19 @@ def test_example_secs_sets_both_lengths_and_fractional_lengths_are_refused():
 # ----------------------------------------------------------------------------------------------------------
 # Real-time recipes.
 # ----------------------------------------------------------------------------------------------------------
-REALTIME = [('models/realtime/realtime_16k.gin', 16000, 60), ('models/realtime/realtime_32k.gin', 32000, 100),
-            ('models/realtime/realtime_48k.gin', 48000, 120)]
+REALTIME = [('models/realtime/realtime_16k.gin', 16000, 60, 1024),
+            ('models/realtime/realtime_32k.gin', 32000, 100, 2048),
+            ('models/realtime/realtime_48k.gin', 48000, 120, 2048)]
 
 
-@pytest.mark.parametrize('relpath,rate,n_harmonics', REALTIME)
-def test_realtime_model_geometry_and_online_loudness(relpath, rate, n_harmonics):
+@pytest.mark.parametrize('relpath,rate,n_harmonics,n_fft', REALTIME)
+def test_realtime_model_geometry_and_online_loudness(relpath, rate, n_harmonics, n_fft):
+  from ddsp.training import live
   from ddsp.training import preprocessing
   _parse(relpath, ['example_secs = 1'])
   model = models.get_model()
   assert isinstance(model.preprocessor, preprocessing.OnlineLoudnessPreprocessor)
+  assert model.preprocessor.n_fft == n_fft
   assert model.encoder is None
   assert (model.sample_rate, model.frame_rate, model.hop_size, model.time_steps) == (rate, 50, rate // 50, 50)
   assert dict(model.decoder.output_splits)['harmonic_distribution'] == n_harmonics
@@ -382,6 +385,11 @@ def test_realtime_model_geometry_and_online_loudness(relpath, rate, n_harmonics)
   del feats['loudness_db']
   computed = model(feats, training=False)
   np.testing.assert_allclose(computed['loudness_db'].numpy()[0, :, 0], loudness, atol=1e-4)
+  # Live, one-frame blocks: the look-ahead (loudness n_fft / 2, CREPE 512 samples at 16 kHz + the decimator's
+  # 32) is under 2 frames, so the features come 1 frame late and the synthesis adds 2: 60 ms at every rate.
+  player = live.LiveModel(model, rate // 50)
+  assert player.features.lookahead_samples['loudness'] == n_fft // 2 < rate // 50 * 2
+  assert player.latency == 3 * rate // 50
 
 
 def test_realtime_preprocessor_refuses_f0_at_another_frame_rate():
