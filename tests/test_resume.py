@@ -228,3 +228,15 @@ def test_each_replica_draws_its_own_noise(tmp_path):
                                                                     tf.int64), minval=-1.0, maxval=1.0)
       np.testing.assert_array_equal(np.float32(got), want.numpy())
   assert not np.array_equal(result['noise']['4'][0], result['noise']['4'][1])
+
+
+def test_run_seed_keys_the_training_noise_unless_bound():
+  """ddsp_run's trainer draws its noise from the run's seed (other seeds, other noise); a bound
+  Trainer.noise_seed wins."""
+  from ddsp.training import experiment
+  from ddsp.training import models
+  for params, seed, want in (([], 7, 7), ([], 2 ** 31 + 5, 5), (['Trainer.noise_seed = 3'], 7, 3)):
+    experiment.parse_gin(['models/tiny.gin'], ['n_samples = 16000', 'time_steps = 250',
+                                               'RnnFcDecoder.rnn_channels = 8'] + params)
+    trainer = experiment.build_trainer(models.get_model(), tf.distribute.get_strategy(), seed)
+    assert trainer.noise_seed == want

@@ -34,6 +34,16 @@ def gin_value(name, default=None):
     return default
 
 
+def build_trainer(model, strategy, seed):
+  """`trainers.Trainer(model, strategy)` from the gin bindings; the training noise is keyed by the run's
+  `seed` (`train.seed`, `--seed`) unless `Trainer.noise_seed` is bound, so runs with other seeds draw other
+  noise and runs with one seed draw the same."""
+  from ddsp.training import trainers
+  if is_bound('Trainer.noise_seed'):
+    return trainers.Trainer(model, strategy)
+  return trainers.Trainer(model, strategy, noise_seed=int(seed) % 2 ** 31)
+
+
 def is_bound(name):
   sentinel = object()
   return gin_value(name, sentinel) is not sentinel
@@ -187,7 +197,7 @@ def run(mode='train', save_dir=None, restore_dir=None, gin_files=(), gin_params=
     keras.utils.set_random_seed(seed_value)
     with dist.scope():
       model = build_model()
-      trainer = trainers.Trainer(model, dist)
+      trainer = build_trainer(model, dist, seed_value)
     return train_util.train(trainer=trainer, save_dir=save_dir, restore_dir=restore_dir)
 
   trainers.set_mixed_precision(gin_value('Trainer.mixed_precision', None))

@@ -170,7 +170,8 @@ class Trainer:
       with (`set_mixed_precision` before building the model; `ddsp_run --mixed_precision` does it). Losses
       are cast to float32; 'float16' also wraps the optimiser in a dynamic `LossScaleOptimizer`.
     noise_seed: int; the key of the training noise (see the module docstring): runs with the same seed and
-      data draw the same noise at the same step.
+      data draw the same noise at the same step (`ddsp_run` passes the run's `train.seed` unless this is
+      bound: `experiment.build_trainer`).
   """
 
   def __init__(self,
