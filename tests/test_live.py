@@ -231,9 +231,10 @@ def test_live_step_refuses_bad_blocks(model16):
     player.step(np.zeros([1, 256], np.float32), state, sample_rate=48000)
 
 
-def test_nan_block_is_silence_and_state_stays_finite(model16):
+@pytest.mark.parametrize('crepe_frame_rate', [None, 100])
+def test_nan_block_is_silence_and_state_stays_finite(model16, crepe_frame_rate):
   audio = _clip(16000)[:256 * 40].reshape(40, 256)
-  player = live.LiveModel(model16, block_size=256)
+  player = live.LiveModel(model16, block_size=256, crepe_frame_rate=crepe_frame_rate)
   outs = {}
   for name, bad in (('clean', None), ('nan', np.nan), ('inf', np.inf)):
     state = player.initial_state(1)
