@@ -427,6 +427,29 @@ def test_microphone_recording_in_headless_chromium(server, driver):
   assert abs(_cents(f0_out, f0_in)) < 50.0, (f0_in, f0_out)
 
 
+def test_a_recording_the_browser_cannot_decode_is_a_message(server, driver):
+  """A recording the browser cannot decode (decodeAudioData rejects, as for a codec it lacks) is a message
+  naming the recorder's format, no source is set and nothing is sent."""
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+  driver.get(server.url)
+  wait = WebDriverWait(driver, 60)
+  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
+  driver.execute_script("(window.AudioContext || window.webkitAudioContext).prototype.decodeAudioData = "
+                        "function () { return Promise.reject(new Error('Unable to decode audio data')); };")
+  record = driver.find_element(By.ID, 'record')
+  record.click()
+  wait.until(lambda d: d.find_element(By.ID, 'record').text == 'Stop')
+  time.sleep(1.0)
+  record.click()
+  message = driver.find_element(By.ID, 'message')
+  wait.until(lambda d: message.is_displayed())
+  assert 'could not be decoded by this browser: Unable to decode audio data' in message.text, message.text
+  assert 'Record again, or upload a file' in message.text
+  assert driver.find_element(By.ID, 'source-info').text == 'no recording yet'
+  assert not driver.find_element(By.ID, 'transfer').is_enabled()
+
+
 def test_a_port_in_use_is_refused_before_any_model_loads(tmp_path):
   import socket
   from ddsp.training import studio_lib
