@@ -115,9 +115,11 @@ def crepe_period_frames(frame_rate, crepe_frame_rate):
   samples (CREPE frames on whole 16 kHz samples, as offline).
   """
   rate = float(crepe_frame_rate)
+  if rate > float(frame_rate) and math.isfinite(rate) and rate / float(frame_rate) == int(rate / float(frame_rate)):
+    rate = float(frame_rate)  # a CREPE frame on every frame (`FeatureStream`)
   if not 0 < rate <= float(frame_rate) or not math.isfinite(rate):
-    raise ValueError(f'Live CREPE runs at most once per frame: crepe_frame_rate must be in (0, {frame_rate:g}], '
-                     f'got {crepe_frame_rate}.')
+    raise ValueError(f'Live CREPE runs at most once per frame: crepe_frame_rate must be in (0, {frame_rate:g}] '
+                     f'or a whole multiple of it, got {crepe_frame_rate}.')
   if crepe.SAMPLE_RATE / rate != int(crepe.SAMPLE_RATE / rate):
     raise ValueError(f'16000 / crepe_frame_rate must be a whole number of samples, got 16000 / {crepe_frame_rate}.')
   return (fractions.Fraction(rate) / fractions.Fraction(float(frame_rate))).denominator
@@ -246,7 +248,8 @@ class FeatureStream:
     f0_delay_frames: k, frames by which f0 / confidence are delayed (module doc; 0: centred on their frame).
     crepe_frame_rate: C, frames per second at which CREPE runs (module doc, "CREPE at a lower rate"); None:
       `frame_rate`. 16000 / C must be whole, C <= frame_rate, and block_frames * C / frame_rate whole
-      (`crepe_period_frames`).
+      (`crepe_period_frames`). A whole multiple of the frame rate (data preparation's 100 for a 50 frames/s
+      model) puts a CREPE frame on every frame: the same as `frame_rate`, which it becomes.
 
   Attributes:
     hop, hop16, block_size, factor (M), latency_frames (Dl), latency (samples), lookahead_samples
@@ -288,6 +291,9 @@ class FeatureStream:
         raise ValueError(f'Live f0 needs 16000 / frame_rate to be whole, got 16000 / {frame_rate}.')
       self.hop16 = int(hop16)
       self.crepe_frame_rate = self.frame_rate if crepe_frame_rate is None else float(crepe_frame_rate)
+      ratio = self.crepe_frame_rate / self.frame_rate
+      if ratio > 1 and ratio == int(ratio):  # every frame on a CREPE frame: the same f0 as CREPE per frame
+        self.crepe_frame_rate = self.frame_rate
       period = crepe_period_frames(self.frame_rate, self.crepe_frame_rate)
       if self.block_frames % period:
         raise ValueError(f'With CREPE at {self.crepe_frame_rate:g} frames/s and frames at {self.frame_rate:g}/s, '

@@ -101,7 +101,13 @@ def test_slower_crepe_refuses_bad_geometry():
   with pytest.raises(ValueError, match='multiple of 5 frames'):
     stream_features.FeatureStream(16000, 250, 4, crepe_frame_rate=100)
   with pytest.raises(ValueError, match='at most once per frame'):
-    stream_features.FeatureStream(16000, 250, 4, crepe_frame_rate=500)
+    stream_features.FeatureStream(16000, 250, 4, crepe_frame_rate=400)
+  # Data preparation's 100 for a 50 frames/s model (or 500 for 250): a CREPE frame on every frame.
+  for rate, frames, crepe_rate in ((48000, 50, 100), (16000, 250, 500)):
+    every = stream_features.FeatureStream(rate, frames, 1, crepe_frame_rate=crepe_rate)
+    plain = stream_features.FeatureStream(rate, frames, 1)
+    assert every.crepe_frame_rate == frames and every.state_spec() == plain.state_spec()
+    assert every.latency == plain.latency and every.lookahead_samples == plain.lookahead_samples
   with pytest.raises(ValueError, match='whole number of samples'):
     stream_features.FeatureStream(16000, 250, 25, crepe_frame_rate=30)
 
