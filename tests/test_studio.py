@@ -391,18 +391,27 @@ def test_page_in_headless_chromium(server, driver, tmp_path):
   assert pixels.shape[0] > 500 and pixels.std() > 20.0  # not blank
 
 
-def test_microphone_recording_in_headless_chromium(server, driver):
-  """Record ~2 s from the (fake) microphone on the page, transfer, and check the server got the tone."""
+def _record_on_page(server, driver, seconds, script=None):
+  """Loads the page (then runs `script`), records `seconds` from the fake microphone; returns a 60 s wait."""
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support.ui import WebDriverWait
   driver.get(server.url)
   wait = WebDriverWait(driver, 60)
   wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
+  if script:
+    driver.execute_script(script)
   record = driver.find_element(By.ID, 'record')
   record.click()
   wait.until(lambda d: d.find_element(By.ID, 'record').text == 'Stop')
-  time.sleep(2.0)
+  time.sleep(seconds)
   record.click()
+  return wait
+
+
+def test_microphone_recording_in_headless_chromium(server, driver):
+  """Record ~2 s from the (fake) microphone on the page, transfer, and check the server got the tone."""
+  from selenium.webdriver.common.by import By
+  wait = _record_on_page(server, driver, 2.0)
   info = driver.find_element(By.ID, 'source-info')
   # the counter reads 'recording... N s' until the page has made the file
   wait.until(lambda d: info.text.startswith('recording.') and not info.text.startswith('recording...'))
@@ -431,17 +440,9 @@ def test_a_recording_the_browser_cannot_decode_is_a_message(server, driver):
   """A recording the browser cannot decode (decodeAudioData rejects, as for a codec it lacks) is a message
   naming the recorder's format, no source is set and nothing is sent."""
   from selenium.webdriver.common.by import By
-  from selenium.webdriver.support.ui import WebDriverWait
-  driver.get(server.url)
-  wait = WebDriverWait(driver, 60)
-  wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#model option'))
-  driver.execute_script("(window.AudioContext || window.webkitAudioContext).prototype.decodeAudioData = "
-                        "function () { return Promise.reject(new Error('Unable to decode audio data')); };")
-  record = driver.find_element(By.ID, 'record')
-  record.click()
-  wait.until(lambda d: d.find_element(By.ID, 'record').text == 'Stop')
-  time.sleep(1.0)
-  record.click()
+  wait = _record_on_page(server, driver, 1.0, script=(
+      "(window.AudioContext || window.webkitAudioContext).prototype.decodeAudioData = "
+      "function () { return Promise.reject(new Error('Unable to decode audio data')); };"))
   message = driver.find_element(By.ID, 'message')
   wait.until(lambda d: message.is_displayed())
   assert 'could not be decoded by this browser: Unable to decode audio data' in message.text, message.text
