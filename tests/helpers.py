@@ -59,3 +59,18 @@ def stream_raw(player, audio, n_out, check_finite=False):
   if check_finite:
     assert all(np.all(np.isfinite(v.numpy())) for v in state.values())
   return np.concatenate(outs)[:n_out]
+
+
+def check_live_step_refuses_bad_blocks(player, other_rate):
+  """A LiveModel's step refuses a block of another length, a stereo block and another sample rate, naming
+  what it takes (`player.block_size` samples, mono, `player.sample_rate`)."""
+  import numpy as np
+  import pytest
+  size, rate = player.block_size, player.sample_rate
+  state = player.initial_state(1)
+  with pytest.raises(ValueError, match=rf'\[batch, {size}\]'):
+    player.step(np.zeros([1, size // 2], np.float32), state)
+  with pytest.raises(ValueError, match='mono'):
+    player.step(np.zeros([1, size, 2], np.float32), state)
+  with pytest.raises(ValueError, match=f'model rate {rate} Hz, got {other_rate}'):
+    player.step(np.zeros([1, size], np.float32), state, sample_rate=other_rate)

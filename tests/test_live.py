@@ -225,16 +225,9 @@ def test_live_with_crepe_at_100_frames_per_second(model16):
 
 
 def test_live_step_refuses_bad_blocks(model16):
-  player = live.LiveModel(model16, block_size=256)
-  state = player.initial_state(1)
   with pytest.raises(ValueError, match='positive'):
     live.LiveModel(model16, block_size=-1)
-  with pytest.raises(ValueError, match=r'\[batch, 256\]'):
-    player.step(np.zeros([1, 128], np.float32), state)
-  with pytest.raises(ValueError, match='mono'):
-    player.step(np.zeros([1, 256, 2], np.float32), state)
-  with pytest.raises(ValueError, match='model rate 16000 Hz, got 48000'):
-    player.step(np.zeros([1, 256], np.float32), state, sample_rate=48000)
+  helpers.check_live_step_refuses_bad_blocks(live.LiveModel(model16, block_size=256), 48000)
 
 
 @pytest.mark.parametrize('crepe_frame_rate', [None, 100])

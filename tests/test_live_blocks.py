@@ -78,17 +78,12 @@ def test_512_sample_blocks_equal_960_and_offline_shifted_by_the_stated_latency(m
 
 def test_adapter_refuses_bad_blocks_and_survives_nan(model48, violin):
   host = live.LiveModel(model48, block_size=700)
-  state = host.initial_state(1)
-  with pytest.raises(ValueError, match=r'\[batch, 700\]'):
-    host.step(np.zeros([1, 960], np.float32), state)
-  with pytest.raises(ValueError, match='mono'):
-    host.step(np.zeros([1, 700, 2], np.float32), state)
-  with pytest.raises(ValueError, match='model rate 48000 Hz, got 44100'):
-    host.step(np.zeros([1, 700], np.float32), state, sample_rate=44100)
+  helpers.check_live_step_refuses_bad_blocks(host, 44100)
   with pytest.raises(ValueError, match='positive'):
     live.LiveModel(model48, block_size=0)
   blocks = violin[:700 * 12].reshape(12, 700).copy()
   blocks[6, 5] = np.nan
+  state = host.initial_state(1)
   for block in blocks:
     out, state = host.step(tf.constant(block[np.newaxis]), state)
     assert np.all(np.isfinite(out.numpy()))
